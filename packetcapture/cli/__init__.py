@@ -1,0 +1,81 @@
+"""The ``packetcapture`` command line: an argparse front end over the library.
+
+Each subcommand lives in its own module exposing ``register(subparsers)``; the module adds
+its parser and sets ``func`` to a callable taking the parsed ``argparse.Namespace`` and
+returning the exit code. Exit codes: 0 success, 1 invalid input or failure, 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from packetcapture._version import __version__
+from packetcapture.errors import PacketCaptureError
+
+__all__ = ["main"]
+
+# Subcommand modules, in the order `--help` lists them.
+COMMAND_MODULES = [
+    "packetcapture.cli._validate",
+]
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors exit 2 with one line, as argparse does."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the full argument parser with every subcommand registered."""
+    parser = _Parser(
+        prog="packetcapture",
+        description="Calico PacketCapture: validate, select, compile filters and capture.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="log more (repeat for debug)"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI and return its exit code (the console script exits with it)."""
+    import logging
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(args.verbose, 2),
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        code: int = func(args)
+    except KeyboardInterrupt:
+        return 130
+    except PacketCaptureError as exc:
+        # Last line of defence: our errors are always one clean message, never a traceback.
+        print(f"packetcapture: error: {_one_line(str(exc))}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"packetcapture: error: {exc}", file=sys.stderr)
+        return 1
+    return code
+
+
+def _one_line(text: str) -> str:
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[0] if len(lines) <= 1 else lines[0] + " | " + " | ".join(lines[1:])
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
