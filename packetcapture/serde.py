@@ -1,0 +1,708 @@
+"""YAML/JSON and plain dicts to and from the typed models, exactly as Calico's API spells them.
+
+One cattrs converter, built by :func:`make_converter`, maps between wire dicts (camelCase,
+ports as ``80`` or ``"8000:8080"``, RFC 3339 times) and the attrs models. Loading is strict:
+unknown fields are errors that name the field, every problem in a document is reported at
+once as a :class:`~packetcapture.errors.ValidationError`, and hostile input (alias bombs, deep
+nesting, huge or binary documents) fails fast with a clear message.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import difflib
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping
+from os import PathLike
+from pathlib import Path
+from typing import Any, Literal, TypeAlias, TypeVar
+
+import attrs
+import cattrs
+import yaml
+from cattrs.errors import (
+    AttributeValidationNote,
+    ClassValidationError,
+    ForbiddenExtraKeysError,
+    IterableValidationError,
+    IterableValidationNote,
+)
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+from dateutil import parser as _dateparser
+
+from packetcapture import validation as _v
+from packetcapture.errors import Problem, ValidationError
+from packetcapture.model import (
+    API_VERSION,
+    CaptureState,
+    ObjectMeta,
+    PacketCapture,
+    PacketCaptureFile,
+    PacketCaptureRule,
+    PacketCaptureSpec,
+    PacketCaptureStatus,
+    PortRange,
+    WorkloadEndpoint,
+    WorkloadEndpointSpec,
+)
+
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_DOCUMENT_BYTES",
+    "MAX_NODES",
+    "Resource",
+    "dumps",
+    "format_time",
+    "from_dict",
+    "load_all",
+    "loads",
+    "make_converter",
+    "parse_time",
+    "to_dict",
+]
+
+Resource: TypeAlias = PacketCapture | WorkloadEndpoint
+T = TypeVar("T")
+
+#: Inputs larger than this are refused before parsing (Kubernetes objects are far smaller).
+MAX_DOCUMENT_BYTES = 32 * 1024 * 1024
+#: Deepest nesting accepted in a document.
+MAX_DEPTH = 64
+#: Most YAML nodes a document may expand to once aliases are followed (alias bombs).
+MAX_NODES = 2_000_000
+
+_API_VERSIONS = (API_VERSION, "crd.projectcalico.org/v1")
+_LIST_KINDS: dict[str, type[Resource]] = {
+    "PacketCaptureList": PacketCapture,
+    "WorkloadEndpointList": WorkloadEndpoint,
+}
+_KINDS: dict[str, type[Resource]] = {
+    "PacketCapture": PacketCapture,
+    "WorkloadEndpoint": WorkloadEndpoint,
+}
+_SPECIAL_NAMES = {"container_id": "containerID", "uid": "uid"}
+
+
+def _camel(name: str) -> str:
+    if name in _SPECIAL_NAMES:
+        return _SPECIAL_NAMES[name]
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+# --- times -------------------------------------------------------------------------------
+
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+
+
+def parse_time(value: object) -> _dt.datetime:
+    """Parse an RFC 3339 time to a timezone-aware UTC datetime.
+
+    A time without an offset (``2021-08-26T12:00:00``) is refused: it would mean different
+    instants on different nodes.
+    """
+    if isinstance(value, _dt.datetime):
+        if value.utcoffset() is None:
+            raise ValueError(
+                "time must have a timezone offset (RFC 3339), e.g. 2021-08-26T12:00:00Z"
+            )
+        return value.astimezone(_dt.UTC)
+    if not isinstance(value, str):
+        raise ValueError(f"time must be an RFC 3339 string, not {_kind(value)}")
+    if not _RFC3339.match(value):
+        if re.match(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?$", value):
+            raise ValueError(
+                f"time {value!r} has no timezone offset: add 'Z' or an offset like '+02:00'"
+            )
+        raise ValueError(f"time {value!r} is not RFC 3339 (like 2021-08-26T12:00:00Z)")
+    try:
+        parsed = _dateparser.isoparse(value.replace("t", "T").replace("z", "Z").replace(" ", "T"))
+    except (ValueError, OverflowError) as exc:
+        raise ValueError(f"time {value!r} is not a valid date and time: {exc}") from None
+    return parsed.astimezone(_dt.UTC)
+
+
+def format_time(value: _dt.datetime) -> str:
+    """Format a datetime as Calico does: UTC, ``Z``, seconds (fraction only when present)."""
+    utc = value.astimezone(_dt.UTC)
+    text = utc.strftime("%Y-%m-%dT%H:%M:%S")
+    if utc.microsecond:
+        text += f".{utc.microsecond:06d}".rstrip("0")
+    return text + "Z"
+
+
+# --- the converter ----------------------------------------------------------------------
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return type(value).__name__
+
+
+def _structure_str(value: object, _: type) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"must be a string, not {_kind(value)}")
+    return value
+
+
+def _structure_int(value: object, _: type) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"must be an integer, not {_kind(value)}")
+    return value
+
+
+def _structure_str_map(value: object, _: type) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        raise ValueError(f"must be a mapping of strings, not {_kind(value)}")
+    bad = [k for k, v in value.items() if not isinstance(k, str) or not isinstance(v, str)]
+    if bad:
+        key = bad[0]
+        raise ValueError(
+            f"key {key!r}: keys and values must be strings, got {_kind(value[key])} "
+            "(quote values like 'true' or '123' in YAML)"
+        )
+    return dict(value)
+
+
+def _structure_any_map(value: object, _: type) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ValueError(f"must be a mapping, not {_kind(value)}")
+    return dict(value)
+
+
+def _structure_list(value: object) -> list[Any]:
+    if not isinstance(value, list):
+        raise ValueError(f"must be a list, not {_kind(value)}")
+    return value
+
+
+def _structure_protocol(value: object, _: type) -> int | str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ValueError(f"protocol must be a name or a number, not {_kind(value)}")
+    if isinstance(value, str) and value.isdecimal() and value.isascii():
+        value = int(value)
+    # Checked here too (not only after the rule is built) so that a bad protocol is reported
+    # together with the rule's other problems.
+    for _path, message in _v.protocol_problems(value):
+        raise ValueError(message)
+    return value
+
+
+def _structure_port(value: object, _: type) -> PortRange:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ValueError(f"port must be a number or a 'min:max' string, not {_kind(value)}")
+    port = PortRange.parse(value)
+    for _path, message in _v.port_problems(port, ""):
+        raise ValueError(message)
+    return port
+
+
+def _unstructure_port(port: PortRange) -> int | str:
+    return port.min if port.is_single else f"{port.min}:{port.max}"
+
+
+def _structure_time(value: object, _: type) -> _dt.datetime:
+    return parse_time(value)
+
+
+def _structure_state(value: object, _: type) -> CaptureState:
+    try:
+        return CaptureState(value)
+    except ValueError:
+        names = ", ".join(s.value for s in CaptureState)
+        raise ValueError(f"state {value!r} is not one of {names}") from None
+
+
+class _ProblemsError(Exception):
+    """Semantic problems found by a structure hook, paths relative to the object."""
+
+    def __init__(self, problems: list[Problem]):
+        super().__init__(problems)
+        self.problems = problems
+
+
+def _renames(cls: type) -> dict[str, Any]:
+    return {a.name: override(rename=_camel(a.name)) for a in attrs.fields(cls) if a.name != "extra"}
+
+
+def _with_extra(
+    conv: cattrs.Converter, cls: type[T]
+) -> tuple[Callable[[Any, type], T], Callable[[T], dict[str, Any]]]:
+    """Hooks for a class whose unknown wire fields are kept in its ``extra`` dict."""
+    known = {_camel(a.name) for a in attrs.fields(cls) if a.name != "extra"}  # type: ignore[arg-type]
+    gen_s = make_dict_structure_fn(
+        cls, conv, _cattrs_forbid_extra_keys=True, extra=override(omit=True), **_renames(cls)
+    )
+    gen_u = make_dict_unstructure_fn(
+        cls, conv, _cattrs_omit_if_default=True, extra=override(omit=True), **_renames(cls)
+    )
+
+    def structure(value: Any, _: type) -> T:
+        if not isinstance(value, Mapping):
+            raise ValueError(f"must be a mapping, not {_kind(value)}")
+        obj = gen_s({k: v for k, v in value.items() if k in known}, cls)
+        extra = {k: v for k, v in value.items() if k not in known}
+        return attrs.evolve(obj, extra=extra) if extra else obj  # type: ignore[misc]
+
+    def unstructure(obj: T) -> dict[str, Any]:
+        out = gen_u(obj)
+        out.update(obj.extra)  # type: ignore[attr-defined]
+        return out
+
+    return structure, unstructure
+
+
+def make_converter() -> cattrs.Converter:
+    """Build the converter between wire dicts and the models (never cattrs' global one)."""
+    conv = cattrs.Converter(forbid_extra_keys=True, omit_if_default=True, detailed_validation=True)
+    conv.register_structure_hook(str, _structure_str)
+    conv.register_structure_hook(int, _structure_int)
+    conv.register_structure_hook_func(lambda t: t == dict[str, str], _structure_str_map)
+    conv.register_structure_hook_func(lambda t: t == dict[str, Any], _structure_any_map)
+    conv.register_structure_hook(_dt.datetime, _structure_time)
+    conv.register_unstructure_hook(_dt.datetime, format_time)
+    conv.register_structure_hook(PortRange, _structure_port)
+    conv.register_unstructure_hook(PortRange, _unstructure_port)
+    conv.register_structure_hook(CaptureState, _structure_state)
+    conv.register_unstructure_hook(CaptureState, lambda s: s.value)
+    conv.register_structure_hook_func(lambda t: t == (int | str | None), _structure_protocol)
+    conv.register_unstructure_hook_func(lambda t: t == (int | str | None), lambda v: v)
+
+    def seq_hook(t: Any) -> Callable[[Any, type], tuple[Any, ...]]:
+        (item,) = [a for a in t.__args__ if a is not Ellipsis]
+
+        def structure(value: Any, _: type) -> tuple[Any, ...]:
+            items = _structure_list(value)
+            out: list[Any] = []
+            errors: list[Exception] = []
+            for i, elem in enumerate(items):
+                try:
+                    out.append(conv.structure(elem, item))
+                except Exception as exc:
+                    exc.__notes__ = [
+                        *getattr(exc, "__notes__", []),
+                        IterableValidationNote(f"item {i}", i, item),
+                    ]
+                    errors.append(exc)
+            if errors:
+                raise IterableValidationError("invalid items", errors, t)
+            return tuple(out)
+
+        return structure
+
+    conv.register_structure_hook_factory(
+        lambda t: (
+            getattr(t, "__origin__", None) is tuple
+            and len(getattr(t, "__args__", ())) == 2
+            and t.__args__[1] is Ellipsis
+        ),
+        seq_hook,
+    )
+
+    for cls in (PacketCaptureStatus, PacketCaptureFile):
+        conv.register_structure_hook(
+            cls, make_dict_structure_fn(cls, conv, _cattrs_forbid_extra_keys=True, **_renames(cls))
+        )
+        conv.register_unstructure_hook(
+            cls, make_dict_unstructure_fn(cls, conv, _cattrs_omit_if_default=True, **_renames(cls))
+        )
+
+    _checked(conv, PacketCaptureRule, _v.rule_problems)
+    _checked(
+        conv,
+        PacketCaptureSpec,
+        lambda s: _v.spec_problems(s, deep=False),
+        precheck=_spec_precheck,
+        always=("selector",),
+    )
+
+    meta_s, meta_u = _with_extra(conv, ObjectMeta)
+
+    def structure_meta(value: Any, t: type) -> ObjectMeta:
+        meta = meta_s(value, t)
+        problems = _v.meta_problems(meta)
+        if problems:
+            raise _ProblemsError(problems)
+        return meta
+
+    def unstructure_meta(meta: ObjectMeta) -> dict[str, Any]:
+        out = meta_u(meta)
+        if meta.namespace is not None:
+            out["namespace"] = meta.namespace  # always shown, as kubectl does
+        return out
+
+    conv.register_structure_hook(ObjectMeta, structure_meta)
+    conv.register_unstructure_hook(ObjectMeta, unstructure_meta)
+    wep_s, wep_u = _with_extra(conv, WorkloadEndpointSpec)
+    conv.register_structure_hook(WorkloadEndpointSpec, wep_s)
+    conv.register_unstructure_hook(WorkloadEndpointSpec, wep_u)
+
+    for top in (PacketCapture, WorkloadEndpoint):
+        conv.register_structure_hook(
+            top, make_dict_structure_fn(top, conv, _cattrs_forbid_extra_keys=True)
+        )
+        conv.register_unstructure_hook(
+            top, make_dict_unstructure_fn(top, conv, _cattrs_omit_if_default=True)
+        )
+    return conv
+
+
+def _spec_precheck(value: Mapping[str, Any]) -> list[Problem]:
+    # The selector is checked even when another field fails, so all problems show at once.
+    if isinstance(value.get("selector"), str):
+        return _v.selector_problems(value["selector"])
+    return []
+
+
+def _checked(
+    conv: cattrs.Converter,
+    cls: type[T],
+    check: Callable[[T], list[Problem]],
+    *,
+    precheck: Callable[[Mapping[str, Any]], list[Problem]] | None = None,
+    always: tuple[str, ...] = (),
+) -> None:
+    """Register hooks for ``cls`` that also run Calico's semantic checks after structuring."""
+    gen_s = make_dict_structure_fn(cls, conv, _cattrs_forbid_extra_keys=True, **_renames(cls))
+    gen_u = make_dict_unstructure_fn(cls, conv, _cattrs_omit_if_default=True, **_renames(cls))
+
+    def structure(value: Any, t: type) -> T:
+        if not isinstance(value, Mapping):
+            raise ValueError(f"must be a mapping, not {_kind(value)}")
+        pre = precheck(value) if precheck else []
+        try:
+            obj = gen_s(value, t)
+        except ClassValidationError as exc:
+            if pre:
+                raise ClassValidationError(
+                    exc.message, [*exc.exceptions, _ProblemsError(pre)], cls
+                ) from None
+            raise
+        problems = check(obj)
+        if problems:
+            raise _ProblemsError(problems)
+        return obj
+
+    def unstructure(obj: T) -> dict[str, Any]:
+        out = gen_u(obj)
+        for name in always:
+            out.setdefault(name, getattr(obj, name))
+        return out
+
+    conv.register_structure_hook(cls, structure)
+    conv.register_unstructure_hook(cls, unstructure)
+
+
+_CONVERTER = make_converter()
+
+_FIELD_NAMES: dict[str, list[str]] = {
+    cls.__name__: [_camel(a.name) for a in attrs.fields(cls) if a.name != "extra"]
+    for cls in (
+        PacketCapture,
+        PacketCaptureSpec,
+        PacketCaptureRule,
+        PacketCaptureStatus,
+        PacketCaptureFile,
+        WorkloadEndpoint,
+    )
+}
+
+
+def _join(path: str, part: str) -> str:
+    if not path:
+        return part
+    if not part:
+        return path
+    return path + part if part.startswith("[") else f"{path}.{part}"
+
+
+def _problems(exc: BaseException, path: str) -> list[Problem]:
+    """Flatten a cattrs error tree into ``(path, message)`` problems."""
+    if isinstance(exc, _ProblemsError):
+        return [(_join(path, p), m) for p, m in exc.problems]
+    if isinstance(exc, ForbiddenExtraKeysError):
+        known = _FIELD_NAMES.get(exc.cl.__name__, [])
+        out = []
+        for key in sorted(map(str, exc.extra_fields)):
+            hint = difflib.get_close_matches(key, known, n=1)
+            msg = f"unknown field {key!r}"
+            msg += f": did you mean {hint[0]!r}?" if hint else f" (known: {', '.join(known)})"
+            out.append((_join(path, key), msg))
+        return out
+    if isinstance(exc, (ClassValidationError, IterableValidationError)):
+        out = []
+        with_notes, without = exc.group_exceptions()
+        for sub, note in with_notes:
+            if isinstance(note, AttributeValidationNote):
+                out += _problems(sub, _join(path, _camel(note.name)))
+            elif isinstance(note, IterableValidationNote):
+                out += _problems(sub, f"{path}[{note.index}]")
+        for sub in without:
+            out += _problems(sub, path)
+        return out
+    if isinstance(exc, KeyError):
+        return [(_join(path, str(exc.args[0]) if exc.args else ""), "required field is missing")]
+    if isinstance(exc, (ValueError, TypeError)):
+        return [(path, str(exc) or type(exc).__name__)]
+    raise exc
+
+
+def from_dict(data: object) -> Resource:
+    """Build a validated ``PacketCapture`` or ``WorkloadEndpoint`` from a wire dict."""
+    if not isinstance(data, Mapping):
+        raise ValidationError([("", f"a resource must be a mapping, not {_kind(data)}")])
+    problems: list[Problem] = []
+    kind = data.get("kind")
+    api_version = data.get("apiVersion")
+    if kind not in _KINDS:
+        what = "missing" if kind is None else repr(kind)
+        problems.append(("kind", f"kind {what} is not PacketCapture or WorkloadEndpoint"))
+    if api_version not in _API_VERSIONS:
+        what = "missing" if api_version is None else repr(api_version)
+        problems.append(("apiVersion", f"apiVersion {what} is not {API_VERSION}"))
+    if kind not in _KINDS:
+        raise ValidationError(problems)
+    cls = _KINDS[str(kind)]
+    body = {k: v for k, v in data.items() if k not in ("kind", "apiVersion")}
+    if "metadata" not in body:
+        problems.append(("metadata", "required field is missing"))
+    try:
+        obj = _CONVERTER.structure(body, cls)
+    except Exception as exc:  # cattrs raises several kinds; all are flattened below
+        problems += _problems(exc, "")
+        raise ValidationError(problems) from None
+    if problems:
+        raise ValidationError(problems)
+    return obj
+
+
+def to_dict(obj: Resource) -> dict[str, Any]:
+    """Return the wire dict of a resource, omitting unset fields."""
+    body: dict[str, Any] = _CONVERTER.unstructure(obj)
+    return {"apiVersion": API_VERSION, "kind": obj.KIND, **body}
+
+
+# --- text ------------------------------------------------------------------------------
+
+
+class _SafeLoader(yaml.SafeLoader):
+    """PyYAML's safe loader without implicit timestamps (times stay strings, checked by us)."""
+
+
+# YAML 1.1 reads `10:20` as the base-60 integer 620: a port range must stay a string, so the
+# sexagesimal forms are dropped, as are implicit timestamps (times are checked by us).
+_INT = re.compile(
+    r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"
+)
+_FLOAT = re.compile(
+    r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?"
+    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+)
+_SafeLoader.yaml_implicit_resolvers = {}
+for _first, _resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items():
+    for _tag, _rx in _resolvers:
+        if _tag == "tag:yaml.org,2002:timestamp":
+            continue
+        if _tag == "tag:yaml.org,2002:int":
+            _rx = _INT
+        elif _tag == "tag:yaml.org,2002:float":
+            _rx = _FLOAT
+        _SafeLoader.yaml_implicit_resolvers.setdefault(_first, []).append((_tag, _rx))
+
+
+def _check_node(node: yaml.Node) -> None:
+    """Refuse documents that nest too deeply or expand (through aliases) too far."""
+    sizes: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, int, bool]] = [(node, 1, False)]
+    while stack:
+        current, depth, done = stack.pop()
+        key = id(current)
+        if done:
+            total = 1
+            for child in _children(current):
+                total += sizes[id(child)]
+            sizes[key] = total
+            if total > MAX_NODES:
+                raise ValidationError(
+                    [("", f"document expands to more than {MAX_NODES} nodes (alias bomb?)")]
+                )
+            continue
+        if key in sizes:
+            continue
+        if depth > MAX_DEPTH:
+            mark = current.start_mark
+            raise ValidationError(
+                [("", f"nesting deeper than {MAX_DEPTH} levels at line {mark.line + 1}")]
+            )
+        sizes_pending = [c for c in _children(current) if id(c) not in sizes]
+        stack.append((current, depth, True))
+        stack.extend((c, depth + 1, False) for c in sizes_pending)
+
+
+def _children(node: yaml.Node) -> Iterable[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return ()
+
+
+def _decode(text: str | bytes) -> str:
+    if isinstance(text, bytes):
+        if len(text) > MAX_DOCUMENT_BYTES:
+            raise ValidationError([("", f"input is larger than {MAX_DOCUMENT_BYTES} bytes")])
+        try:
+            text = text.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise ValidationError(
+                [("", f"input is not UTF-8 text (byte {exc.start} is {text[exc.start]:#04x})")]
+            ) from None
+    if len(text) > MAX_DOCUMENT_BYTES:
+        raise ValidationError([("", f"input is larger than {MAX_DOCUMENT_BYTES} bytes")])
+    if "\x00" in text:
+        raise ValidationError([("", f"input holds a NUL byte at offset {text.index(chr(0))}")])
+    return text
+
+
+def _parse_documents(text: str) -> list[Any]:
+    """Parse YAML (or JSON, a subset) into plain Python documents, refusing hostile input."""
+    stripped = text.lstrip()
+    if stripped[:1] in ("{", "["):
+        try:
+            return [json.loads(text)]
+        except RecursionError:
+            raise ValidationError([("", "JSON nests too deeply")]) from None
+        except json.JSONDecodeError:
+            pass  # not strict JSON: YAML flow style may still parse it
+    loader = _SafeLoader(text)
+    docs: list[Any] = []
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            if node is None:
+                continue
+            _check_node(node)
+            docs.append(loader.construct_document(node))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise ValidationError([("", f"invalid YAML{where}: {problem}")]) from None
+    except yaml.YAMLError as exc:
+        raise ValidationError([("", f"invalid YAML: {exc}")]) from None
+    except RecursionError:
+        raise ValidationError([("", "document nests too deeply")]) from None
+    finally:
+        loader.dispose()
+    return docs
+
+
+def loads(text: str | bytes) -> Resource:
+    """Load one ``PacketCapture`` or ``WorkloadEndpoint`` from a YAML or JSON document.
+
+    Raises :class:`ValidationError` listing every problem (with paths) when the text is not
+    exactly one valid resource. Use :func:`load_all` for several documents or lists.
+    """
+    docs = [d for d in _parse_documents(_decode(text)) if d is not None]
+    if len(docs) != 1:
+        raise ValidationError(
+            [("", f"expected one document, found {len(docs)} (use load_all for several)")]
+        )
+    doc = docs[0]
+    if isinstance(doc, Mapping) and _is_list(doc):
+        raise ValidationError(
+            [("kind", f"{doc.get('kind')} holds several resources: use load_all")]
+        )
+    return from_dict(doc)
+
+
+def _is_list(doc: Mapping[str, Any]) -> bool:
+    kind = doc.get("kind")
+    return kind in _LIST_KINDS or (kind == "List" and doc.get("apiVersion") == "v1")
+
+
+def load_all(source: str | bytes | PathLike[str]) -> list[Resource]:
+    """Load every resource from multi-document YAML, JSON, or Kubernetes ``List`` kinds.
+
+    ``source`` is the text itself, or a path (a ``Path``, or a one-line string naming an
+    existing file). Problems from every document are reported together, each path prefixed
+    with the document (``documents[1].``, when there are several) and list item (``items[3].``).
+    """
+    if isinstance(source, PathLike) or (
+        isinstance(source, str) and "\n" not in source and len(source) < 4096 and _is_file(source)
+    ):
+        path = Path(source)
+        size = path.stat().st_size
+        if size > MAX_DOCUMENT_BYTES:
+            raise ValidationError([("", f"{path} is larger than {MAX_DOCUMENT_BYTES} bytes")])
+        source = path.read_bytes()
+    docs = [d for d in _parse_documents(_decode(source)) if d is not None]
+    results: list[Resource] = []
+    problems: list[Problem] = []
+    for i, doc in enumerate(docs):
+        prefix = f"documents[{i}]" if len(docs) > 1 else ""
+        try:
+            results += _load_doc(doc)
+        except ValidationError as exc:
+            problems += exc.prefixed(prefix).problems if prefix else exc.problems
+    if problems:
+        raise ValidationError(problems)
+    return results
+
+
+def _is_file(text: str) -> bool:
+    try:
+        return Path(text).is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def _load_doc(doc: Any) -> list[Resource]:
+    if not (isinstance(doc, Mapping) and _is_list(doc)):
+        return [from_dict(doc)]
+    items = doc.get("items")
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        raise ValidationError([("items", f"must be a list, not {_kind(items)}")])
+    want = _LIST_KINDS.get(str(doc.get("kind")))
+    out: list[Resource] = []
+    problems: list[Problem] = []
+    for i, item in enumerate(items):
+        try:
+            obj = from_dict(item)
+            if want is not None and not isinstance(obj, want):
+                raise ValidationError([("kind", f"a {doc.get('kind')} holds only {want.KIND}")])
+            out.append(obj)
+        except ValidationError as exc:
+            problems += exc.prefixed(f"items[{i}]").problems
+    if problems:
+        raise ValidationError(problems)
+    return out
+
+
+def dumps(obj: Resource | Iterable[Resource], format: Literal["yaml", "json"] = "yaml") -> str:
+    """Serialise a resource (or several, as a ``v1`` ``List``) to YAML or JSON."""
+    if isinstance(obj, (PacketCapture, WorkloadEndpoint)):
+        data: dict[str, Any] = to_dict(obj)
+    else:
+        data = {"apiVersion": "v1", "kind": "List", "items": [to_dict(o) for o in obj]}
+    if format == "json":
+        return json.dumps(data, indent=2) + "\n"
+    if format == "yaml":
+        return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)
+    raise ValueError(f"format must be 'yaml' or 'json', not {format!r}")

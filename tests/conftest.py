@@ -1,0 +1,55 @@
+"""Shared fixtures: peer-tool and root requirements.
+
+Tests that need a peer tool (tcpdump, tshark, capinfos) skip when it is missing on a
+developer machine, but fail in CI (``CI`` set), where `.ci/run` installs them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+DATA = Path(__file__).parent / "data"
+REPO = Path(__file__).parent.parent
+
+
+def require_tool(name: str) -> str:
+    """Return the path of a peer tool, skipping (or failing in CI) when it is missing."""
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} is required in CI but not installed")
+        pytest.skip(f"{name} is not installed")
+    return path
+
+
+def require_root() -> None:
+    """Skip unless running as root (network namespaces, raw sockets)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root: creates network namespaces and raw sockets")
+
+
+@pytest.fixture
+def tool() -> Callable[[str], str]:
+    """Fixture form of :func:`require_tool`."""
+    return require_tool
+
+
+@pytest.fixture
+def data_dir() -> Path:
+    """The tests' data directory."""
+    return DATA
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Skip every ``root``-marked test when not root, with the reason."""
+    if os.geteuid() == 0:
+        return
+    skip = pytest.mark.skip(reason="needs root: creates network namespaces and raw sockets")
+    for item in items:
+        if "root" in item.keywords:
+            item.add_marker(skip)
