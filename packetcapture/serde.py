@@ -313,9 +313,13 @@ def make_converter() -> cattrs.Converter:
         seq_hook,
     )
 
-    for cls in (PacketCaptureStatus, PacketCaptureFile):
+    # Inner classes first: a generated hook binds the hooks of its fields when it is made.
+    for cls in (PacketCaptureFile, PacketCaptureStatus):
         conv.register_structure_hook(
-            cls, make_dict_structure_fn(cls, conv, _cattrs_forbid_extra_keys=True, **_renames(cls))
+            cls,
+            _mapping_only(
+                make_dict_structure_fn(cls, conv, _cattrs_forbid_extra_keys=True, **_renames(cls))
+            ),
         )
         conv.register_unstructure_hook(
             cls, make_dict_unstructure_fn(cls, conv, _cattrs_omit_if_default=True, **_renames(cls))
@@ -353,12 +357,23 @@ def make_converter() -> cattrs.Converter:
 
     for top in (PacketCapture, WorkloadEndpoint):
         conv.register_structure_hook(
-            top, make_dict_structure_fn(top, conv, _cattrs_forbid_extra_keys=True)
+            top, _mapping_only(make_dict_structure_fn(top, conv, _cattrs_forbid_extra_keys=True))
         )
         conv.register_unstructure_hook(
             top, make_dict_unstructure_fn(top, conv, _cattrs_omit_if_default=True)
         )
     return conv
+
+
+def _mapping_only(gen: Callable[[Any, type], T]) -> Callable[[Any, type], T]:
+    """Wrap a generated hook so that a non-mapping gives a clear error, not AttributeError."""
+
+    def structure(value: Any, t: type) -> T:
+        if not isinstance(value, Mapping):
+            raise ValueError(f"must be a mapping, not {_kind(value)}")
+        return gen(value, t)
+
+    return structure
 
 
 def _spec_precheck(value: Mapping[str, Any]) -> list[Problem]:
@@ -458,7 +473,8 @@ def _problems(exc: BaseException, path: str) -> list[Problem]:
         return [(_join(path, str(exc.args[0]) if exc.args else ""), "required field is missing")]
     if isinstance(exc, (ValueError, TypeError)):
         return [(path, str(exc) or type(exc).__name__)]
-    raise exc
+    # A hook that failed in an unforeseen way still yields a located problem, not a traceback.
+    return [(path, f"invalid value ({type(exc).__name__}: {exc})")]
 
 
 def from_dict(data: object) -> Resource:
@@ -468,14 +484,16 @@ def from_dict(data: object) -> Resource:
     problems: list[Problem] = []
     kind = data.get("kind")
     api_version = data.get("apiVersion")
+    # Hashable values only from here on: a list as `kind` must not raise TypeError.
+    kind = kind if isinstance(kind, str) else repr(kind) if kind is not None else None
+    api_version = api_version if isinstance(api_version, str) else repr(api_version)
     if kind not in _KINDS:
-        what = "missing" if kind is None else repr(kind)
-        problems.append(("kind", f"kind {what} is not PacketCapture or WorkloadEndpoint"))
+        # A resource of another kind: its apiVersion is beside the point.
+        what = "missing" if kind is None else repr(data.get("kind"))
+        raise ValidationError([("kind", f"kind {what} is not PacketCapture or WorkloadEndpoint")])
     if api_version not in _API_VERSIONS:
-        what = "missing" if api_version is None else repr(api_version)
+        what = "missing" if "apiVersion" not in data else repr(data.get("apiVersion"))
         problems.append(("apiVersion", f"apiVersion {what} is not {API_VERSION}"))
-    if kind not in _KINDS:
-        raise ValidationError(problems)
     cls = _KINDS[str(kind)]
     body = {k: v for k, v in data.items() if k not in ("kind", "apiVersion")}
     if "metadata" not in body:
@@ -588,8 +606,11 @@ def _parse_documents(text: str) -> list[Any]:
             raise ValidationError([("", "JSON nests too deeply")]) from None
         except json.JSONDecodeError:
             pass  # not strict JSON: YAML flow style may still parse it
-    loader = _SafeLoader(text)
     docs: list[Any] = []
+    try:
+        loader = _SafeLoader(text)
+    except yaml.YAMLError as exc:  # the reader refuses control characters up front
+        raise ValidationError([("", f"invalid YAML: {exc}")]) from None
     try:
         while loader.check_node():
             node = loader.get_node()
@@ -632,6 +653,8 @@ def loads(text: str | bytes) -> Resource:
 
 def _is_list(doc: Mapping[str, Any]) -> bool:
     kind = doc.get("kind")
+    if not isinstance(kind, str):
+        return False
     return kind in _LIST_KINDS or (kind == "List" and doc.get("apiVersion") == "v1")
 
 
@@ -704,5 +727,5 @@ def dumps(obj: Resource | Iterable[Resource], format: Literal["yaml", "json"] = 
     if format == "json":
         return json.dumps(data, indent=2) + "\n"
     if format == "yaml":
-        return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)
+        return yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
     raise ValueError(f"format must be 'yaml' or 'json', not {format!r}")

@@ -178,10 +178,7 @@ def selector_problems(selector: Any, path: str = "selector") -> list[Problem]:
     """Check that a selector parses with Calico's selector language."""
     if not isinstance(selector, str):
         return [(path, "selector must be a string")]
-    try:
-        from packetcapture.selector import parse
-    except ImportError:  # TEMPORARY until the selector engine lands
-        return []
+    from packetcapture.selector import parse
 
     try:
         parse(selector)
