@@ -19,7 +19,11 @@ __all__ = ["main"]
 
 # Subcommand modules, in the order `--help` lists them.
 COMMAND_MODULES = [
+    "packetcapture.cli._run",
     "packetcapture.cli._validate",
+    "packetcapture.cli._files",
+    "packetcapture.cli._selector",
+    "packetcapture.cli._compile",
 ]
 
 

@@ -1,0 +1,320 @@
+"""Benchmarks of the capture backends, side by side with tcpdump on this machine.
+
+1. Replay: a generated 1,000,000-frame pcap through a filter into an output pcap, ours
+   (ReplayBackend -> PcapWriter) vs ``tcpdump -r in.pcap -w out.pcap EXPR``.
+2. Live (root): UDP frames sent at increasing offered rates across a veth pair between two
+   namespaces made for the run; ours (AfPacketBackend ring -> PcapWriter, in its own process)
+   vs ``tcpdump -w`` on the same interface, one after the other at each rate. A rate is
+   "zero drop" when every frame sent was captured.
+
+Usage: python bench/bench_backends.py [--frames N] [--repeat N] [--skip-live] [--rates a,b,...]
+Prints tables of medians. Not a test: no timed asserts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from packetcapture.backends.replay import ReplayBackend
+from packetcapture.bpf import compile_filters
+from packetcapture.model import PacketCaptureRule
+from packetcapture.pcap import PcapWriter
+
+RULES = [
+    PacketCaptureRule(protocol="TCP", ports=["80"]),
+    PacketCaptureRule(protocol="UDP", ports=["53"]),
+]
+TCPDUMP_EXPR = "tcp port 80 or udp port 53"
+
+
+def frame(i: int) -> bytes:
+    """A mix: TCP to 80 / 443, UDP to 53 / 123, ICMP; IPv4 and IPv6; 60-300 bytes."""
+    eth = b"\x02\x00\x00\x00\x00\x01\x02\x00\x00\x00\x00\x02"
+    kind = i % 10
+    body = bytes(20 + (i * 37) % 240)
+    if kind < 3:
+        l4 = struct.pack(
+            "!HHIIBBHHH", 40000 + i % 1000, 80 if kind else 443, i, 0, 0x50, 0x18, 512, 0, 0
+        )
+        proto = 6
+    elif kind < 6:
+        l4 = struct.pack("!HHHH", 50000, 53 if kind < 5 else 123, 8 + len(body), 0)
+        proto = 17
+    else:
+        l4 = struct.pack("!BBHHH", 8, 0, 0, 1, i & 0xFFFF)
+        proto = 1
+    payload = l4 + body
+    if kind == 9:  # IPv6 UDP 53
+        udp = struct.pack("!HHHH", 50000, 53, 8 + len(body), 0) + body
+        return eth + b"\x86\xdd" + struct.pack("!IHBB", 6 << 28, len(udp), 17, 64) + bytes(32) + udp
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), i & 0xFFFF, 0, 64, proto, 0,
+                     b"\x0a\0\0\x02", b"\x0a\0\0\x01")  # fmt: skip
+    return eth + b"\x08\x00" + ip + payload
+
+
+def make_pcap(path: Path, n: int) -> None:
+    base = 1_700_000_000
+    record = struct.Struct("<IIII")
+    with path.open("wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
+        chunk = []
+        for i in range(n):
+            data = frame(i)
+            chunk.append(
+                record.pack(base + i // 100000, (i % 100000) * 10, len(data), len(data)) + data
+            )
+            if len(chunk) == 10000:
+                f.write(b"".join(chunk))
+                chunk.clear()
+        f.write(b"".join(chunk))
+
+
+def replay_ours(src: Path, out: Path) -> tuple[float, int]:
+    program = compile_filters(RULES)
+    start = time.perf_counter()
+    with ReplayBackend({"in": src}).open("in", program) as source, out.open("wb") as f:
+        writer = PcapWriter(f, linktype=source.linktype)
+        write = writer.write
+        kept = 0
+        while not source.exhausted:
+            packets = source.read(65536)
+            kept += len(packets)
+            for ts, data, wire in packets:
+                write(ts, data, wire)
+    return time.perf_counter() - start, kept
+
+
+def replay_ours_batched(src: Path, out: Path) -> tuple[float, int]:
+    """Same, but each read() batch is encoded and written at once (a minimal local writer)."""
+    program = compile_filters(RULES)
+    rec = struct.Struct("<IIII").pack
+    start = time.perf_counter()
+    with ReplayBackend({"in": src}).open("in", program) as source, out.open("wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 262144, source.linktype))
+        kept = 0
+        while not source.exhausted:
+            packets = source.read(65536)
+            kept += len(packets)
+            f.write(
+                b"".join(
+                    [
+                        rec(t // 1_000_000_000, t % 1_000_000_000, len(d), w) + d
+                        for t, d, w in packets
+                    ]
+                )
+            )
+    return time.perf_counter() - start, kept
+
+
+def replay_tcpdump(src: Path, out: Path) -> tuple[float, int]:
+    start = time.perf_counter()
+    subprocess.run(
+        ["tcpdump", "-r", str(src), "-w", str(out), TCPDUMP_EXPR], check=True, capture_output=True
+    )
+    elapsed = time.perf_counter() - start
+    from packetcapture.pcap import count_packets
+
+    return elapsed, count_packets(out)
+
+
+def bench_replay(n: int, repeat: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="pcxbench") as tmp:
+        src = Path(tmp) / "in.pcap"
+        t = time.perf_counter()
+        make_pcap(src, n)
+        print(
+            f"generated {n} frames ({src.stat().st_size / 1e6:.0f} MB)"
+            f" in {time.perf_counter() - t:.1f}s"
+        )
+        rows = {}
+        tools = {
+            "ours (replay -> PcapWriter)": replay_ours,
+            "ours (replay -> batch writer)": replay_ours_batched,
+            "tcpdump -r -w": replay_tcpdump,
+        }
+        times: dict[str, list[float]] = {name: [] for name in tools}
+        kept: dict[str, int] = {}
+        for _ in range(repeat):  # interleaved, so load changes hit every tool alike
+            for name, fn in tools.items():
+                elapsed, kept[name] = fn(src, Path(tmp) / "out.pcap")
+                times[name].append(elapsed)
+        rows = {name: (statistics.median(times[name]), kept[name]) for name in tools}
+        print(f"\nReplay of {n} frames through '{TCPDUMP_EXPR}' (median of {repeat})")
+        print(f"{'tool':32} {'seconds':>8} {'frames/s':>12} {'kept':>9}")
+        for name, (sec, kept) in rows.items():
+            print(f"{name:32} {sec:8.3f} {n / sec:12,.0f} {kept:9}")
+        theirs = rows["tcpdump -r -w"][0]
+        for name in list(tools)[:2]:
+            print(
+                f"ratio {name} / tcpdump (packets/s): {theirs / rows[name][0]:.2f}"
+                "  (target >= 0.33)"
+            )
+
+
+# -- live -------------------------------------------------------------------------------
+
+SENDER = r"""
+import socket, struct, sys, time
+dev, rate, secs = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0); s.bind((dev, 0))
+s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 22)
+payload = bytes(18)
+udp = struct.pack("!HHHH", 40000, 9000, 8 + len(payload), 0) + payload
+ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0,
+                 b"\x0a\x58\0\x02", b"\x0a\x58\0\x01")
+f = b"\x02\0\0\0\0\x01\x02\0\0\0\0\x02\x08\x00" + ip + udp
+send = s.send; n = int(rate * secs); sent = 0; t0 = time.perf_counter()
+batch = max(rate // 1000, 1)
+while sent < n:
+    due = t0 + sent / rate
+    now = time.perf_counter()
+    if now < due:
+        time.sleep(due - now)
+    for _ in range(min(batch, n - sent)):
+        try:
+            send(f); sent += 1
+        except BlockingIOError:
+            pass
+print(sent, time.perf_counter() - t0)
+"""
+
+CAPTURER = r"""
+import selectors, sys, time
+from packetcapture.backends import AfPacketBackend
+from packetcapture.bpf import compile_filters
+from packetcapture.model import PacketCaptureRule
+from packetcapture.pcap import PcapWriter
+dev, out = sys.argv[1], sys.argv[2]
+program = compile_filters([PacketCaptureRule(protocol="UDP", ports=["9000"])])
+with AfPacketBackend().open(dev, program) as src, open(out, "wb") as f:
+    w = PcapWriter(f, linktype=src.linktype); write = w.write
+    sel = selectors.DefaultSelector(); sel.register(src, selectors.EVENT_READ)
+    sel.register(sys.stdin, selectors.EVENT_READ)  # a line on stdin: stop
+    print("ready", flush=True)
+    n = 0; stop = None
+    while stop is None or time.monotonic() < stop:
+        for key, _ in sel.select(0.05):
+            if key.fileobj is sys.stdin:
+                sys.stdin.readline(); sel.unregister(sys.stdin)
+                stop = time.monotonic() + 0.5  # drain what is still in the ring
+                continue
+            for ts, d, wl in src.read(65536):
+                write(ts, d, wl); n += 1
+    st = src.stats()
+print(n, st.dropped)
+"""
+
+
+def sh(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, check=check, capture_output=True, text=True)
+
+
+def live_round(
+    ns_a: str, ns_b: str, dev_a: str, dev_b: str, rate: int, secs: float, tool: str, tmp: str
+) -> tuple[int, int, float]:
+    """Return (sent, captured, achieved send rate) for one rate and tool."""
+    out = os.path.join(tmp, f"{tool}.pcap")
+    if tool == "ours":
+        cmd = [sys.executable, "-c", CAPTURER, dev_a, out]
+        cap = subprocess.Popen(["ip", "netns", "exec", ns_a, *cmd], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, text=True)  # fmt: skip
+        assert cap.stdout is not None
+        assert cap.stdout.readline().strip() == "ready"
+    else:
+        cmd = ["tcpdump", "-i", dev_a, "-n", "-w", out, "udp port 9000"]
+        cap = subprocess.Popen(["ip", "netns", "exec", ns_a, *cmd],
+                               stderr=subprocess.PIPE, text=True)  # fmt: skip
+        assert cap.stderr is not None
+        cap.stderr.readline()
+    time.sleep(0.2)
+    res = sh("ip", "netns", "exec", ns_b, sys.executable, "-c", SENDER, dev_b, str(rate), str(secs))
+    sent, took = int(res.stdout.split()[0]), float(res.stdout.split()[1])
+    if tool == "ours":
+        time.sleep(0.5)
+        captured = int(cap.communicate("stop\n", timeout=30)[0].split()[0])
+    else:
+        time.sleep(1.2)  # tcpdump's buffer timeout is 1 s
+        cap.send_signal(2)
+        err = cap.communicate(timeout=30)[1]
+        captured = int(re.search(r"(\d+) packets? captured", err).group(1))  # type: ignore[union-attr]
+    return sent, captured, sent / took
+
+
+def bench_live(rates: list[int], secs: float) -> None:
+    if os.geteuid() != 0 or shutil.which("tcpdump") is None:
+        print("\nLive: skipped (needs root and tcpdump)")
+        return
+    tag = str(os.getpid())
+    ns_a, ns_b, dev_a, dev_b = f"pcxba{tag}", f"pcxbb{tag}", f"pba{tag}"[:15], f"pbb{tag}"[:15]
+    sh("ip", "netns", "add", ns_a)
+    sh("ip", "netns", "add", ns_b)
+    try:
+        sh(
+            "ip",
+            "link",
+            "add",
+            dev_a,
+            "netns",
+            ns_a,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            dev_b,
+            "netns",
+            ns_b,
+        )
+        for ns, dev in ((ns_a, dev_a), (ns_b, dev_b)):
+            sh("ip", "netns", "exec", ns, "sysctl", "-qw", f"net.ipv6.conf.{dev}.disable_ipv6=1")
+            sh("ip", "-n", ns, "link", "set", dev, "up")
+        print(
+            f"\nLive capture on a veth, {secs:.0f} s per rate, filter 'udp port 9000' -> pcap file"
+        )
+        print(f"{'offered pps':>12} {'tool':>8} {'sent':>9} {'achieved pps':>13} {'captured':>9}")
+        best = {"ours": 0.0, "tcpdump": 0.0}
+        with tempfile.TemporaryDirectory(prefix="pcxlive") as tmp:
+            for rate in rates:
+                for tool in ("ours", "tcpdump"):
+                    sent, captured, achieved = live_round(
+                        ns_a, ns_b, dev_a, dev_b, rate, secs, tool, tmp
+                    )
+                    if captured >= sent:
+                        best[tool] = max(best[tool], achieved)
+                    mark = "" if captured >= sent else f"  lost {sent - captured}"
+                    print(f"{rate:12,} {tool:>8} {sent:9} {achieved:13,.0f} {captured:9}{mark}")
+        print(
+            f"highest zero-drop rate (achieved send rate): ours {best['ours']:,.0f} pps, "
+            f"tcpdump {best['tcpdump']:,.0f} pps"
+        )
+    finally:
+        sh("ip", "netns", "del", ns_a, check=False)
+        sh("ip", "netns", "del", ns_b, check=False)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--skip-live", action="store_true")
+    parser.add_argument("--skip-replay", action="store_true")
+    parser.add_argument("--rates", default="10000,25000,50000,100000,150000,200000,300000")
+    parser.add_argument("--seconds", type=float, default=2.0)
+    args = parser.parse_args()
+    if not args.skip_replay:
+        bench_replay(args.frames, args.repeat)
+    if not args.skip_live:
+        bench_live([int(r) for r in args.rates.split(",")], args.seconds)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,486 @@
+"""Live capture from a Linux interface through an AF_PACKET raw socket.
+
+The open sequence makes sure no unfiltered packet is ever read (Antrea bug #6815):
+
+1. ``socket(AF_PACKET, SOCK_RAW, 0)``: protocol 0 receives nothing yet;
+2. bind to the interface with protocol 0, read its hardware type (the link type) and check
+   it against the program's;
+3. attach the filter (``SO_ATTACH_FILTER`` plus the drain sequence of
+   :func:`packetcapture.bpf.attach`);
+4. fast path: ``PACKET_VERSION`` = TPACKET_V3, ``PACKET_RX_RING`` with a ``tpacket_req3``,
+   ``mmap``; fallback (``ring=False``): ``PACKET_AUXDATA`` and ``SO_TIMESTAMPNS`` for
+   ``recvmsg_into``;
+5. optionally ``PACKET_ADD_MEMBERSHIP`` / ``PACKET_MR_PROMISC``;
+6. bind again with ``ETH_P_ALL``: capture (both directions) starts, already filtered.
+
+Timestamps are nanoseconds (TPACKET_V3 headers carry ``tp_sec``/``tp_nsec``;
+``SO_TIMESTAMPNS`` for the fallback). The wire length survives snap-length truncation
+(``tp_len``, or ``tpacket_auxdata.tp_len``). Kernel drops come from ``PACKET_STATISTICS``.
+VLAN tags the kernel moved out of the packet are put back, as libpcap does.
+
+When the interface goes down or is removed the kernel reports ``ENETDOWN`` (or ``ENXIO``)
+on the socket: the source delivers what it already has, then ends cleanly with an
+:attr:`~packetcapture.backends.base.PacketSource.end_reason` saying so.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import fcntl
+import logging
+import mmap
+import os
+import socket
+import struct
+import sys
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
+
+from packetcapture.backends._errors import interface_gone, map_os_error, map_os_errors
+from packetcapture.backends.base import (
+    DEFAULT_SNAPLEN,
+    CaptureBackend,
+    Packet,
+    PacketSource,
+    SourceStats,
+    check_linktype,
+)
+from packetcapture.errors import BackendUnavailableError
+
+if TYPE_CHECKING:
+    from packetcapture.bpf import BpfProgram
+
+__all__ = ["AfPacketBackend", "AfPacketSource", "linktype_for_hatype"]
+
+logger = logging.getLogger(__name__)
+
+# <linux/if_packet.h>, <linux/if_ether.h>, <asm-generic/socket.h>
+SOL_PACKET = 263
+PACKET_ADD_MEMBERSHIP = 1
+PACKET_MR_PROMISC = 1
+PACKET_RX_RING = 5
+PACKET_STATISTICS = 6
+PACKET_AUXDATA = 8
+PACKET_VERSION = 10
+TPACKET_V3 = 2
+PACKET_OUTGOING = 4
+ETH_P_ALL = 0x0003
+SO_TIMESTAMPNS = 35
+SCM_TIMESTAMPNS = SO_TIMESTAMPNS
+SIOCGIFINDEX = 0x8933
+TP_STATUS_USER = 1
+TP_STATUS_VLAN_VALID = 1 << 4
+TP_STATUS_VLAN_TPID_VALID = 1 << 6
+ETH_P_8021Q = 0x8100
+CLONE_NEWNET = 0x40000000
+
+# struct tpacket_block_desc: version, offset_to_priv, then tpacket_hdr_v1:
+# block_status (8), num_pkts (12), offset_to_first_pkt (16), blk_len (20), seq_num (24) ...
+_BLOCK_STATUS = struct.Struct("<I")
+_BLOCK_PKTS = struct.Struct("<II")
+# struct tpacket3_hdr: tp_next_offset, tp_sec, tp_nsec, tp_snaplen, tp_len, tp_status,
+# tp_mac, tp_net, hv1.tp_rxhash, hv1.tp_vlan_tci, hv1.tp_vlan_tpid
+_TP3_HDR = struct.Struct("<IIIIIIHHIIH")
+# sockaddr_ll follows the 48-byte tpacket3_hdr; sll_pkttype is its byte 10.
+_TP3_PKTTYPE_OFFSET = 48 + 10
+# struct tpacket_auxdata: tp_status, tp_len, tp_snaplen, tp_mac, tp_net, tp_vlan_tci,
+# tp_vlan_tpid
+_AUXDATA = struct.Struct("=IIIHHHH")
+_TIMESPEC = struct.Struct("=qq")
+_REQ3 = struct.Struct("=7I")
+_MREQ = struct.Struct("=iHH8s")
+_STATS3 = struct.Struct("=III")
+
+#: ARPHRD_* hardware type -> LINKTYPE_* (interfaces that deliver raw IP map to 101).
+_HATYPE_LINKTYPE = {
+    1: 1,  # ARPHRD_ETHER
+    772: 1,  # ARPHRD_LOOPBACK: Linux loopback frames carry an Ethernet header
+    768: 101,  # ARPHRD_TUNNEL (ipip, Calico's tunl0)
+    776: 101,  # ARPHRD_SIT
+    65534: 101,  # ARPHRD_NONE (tun, WireGuard)
+}
+_ARPHRD_LOOPBACK = 772
+
+_T = TypeVar("_T")
+
+
+def linktype_for_hatype(hatype: int) -> int | None:
+    """LINKTYPE_* value of an interface with ARPHRD_* type ``hatype`` (None: unsupported)."""
+    return _HATYPE_LINKTYPE.get(hatype)
+
+
+def _netns_path(netns: str) -> str:
+    return netns if "/" in netns else os.path.join("/var/run/netns", netns)
+
+
+def _in_netns(netns: str | None, fn: Callable[[], _T]) -> _T:
+    """Run ``fn`` in a thread that joined network namespace ``netns`` (a name or a path).
+
+    Sockets keep the namespace they were created in, so a socket made in that thread
+    captures there while the rest of the process stays where it is.
+    """
+    if netns is None:
+        return fn()
+    path = _netns_path(netns)
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    result: list[_T] = []
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+            if libc.setns(fd, CLONE_NEWNET) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, f"setns({path}): {os.strerror(err)}")
+            result.append(fn())
+        except BaseException as exc:
+            failure.append(exc)
+
+    try:
+        thread = threading.Thread(target=run, name=f"netns-{netns}")
+        thread.start()
+        thread.join()
+    finally:
+        os.close(fd)
+    if failure:
+        raise failure[0]
+    return result[0]
+
+
+def _ring_geometry(snaplen: int, buffer_size: int, block_size: int | None) -> tuple[int, int]:
+    """Return (block size, block count): blocks hold a whole snaplen frame, page aligned."""
+    page = mmap.PAGESIZE
+    need = snaplen + 256  # block header, tpacket3_hdr, sockaddr_ll and alignment
+    size = block_size or max(1 << 18, 1 << (need - 1).bit_length())
+    if size % page or size < need:
+        raise ValueError(f"block_size {size} must be a multiple of {page} and >= {need}")
+    return size, max(buffer_size // size, 2)
+
+
+class AfPacketSource(PacketSource):
+    """A live capture socket (TPACKET_V3 ring, or ``recvmsg_into`` when ``ring=False``)."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        interface: str,
+        program: BpfProgram,
+        *,
+        linktype: int,
+        snaplen: int,
+        packet_limit: int | None,
+        ring: bool,
+        buffer_size: int,
+        block_size: int | None,
+        block_timeout_ms: int,
+        promiscuous: bool,
+        loopback: bool,
+    ) -> None:
+        super().__init__(interface, linktype=linktype, snaplen=snaplen, packet_limit=packet_limit)
+        self._sock = sock
+        self._ring = ring
+        self._skip_outgoing = loopback  # lo shows each packet twice: as sent and received
+        self._received = self._dropped = self._filtered = 0
+        self._refilter_blocks = 0
+        self._verdict: Callable[[bytes], int] | None = None
+        self._mm: mmap.mmap | None = None
+        self._block_index = 0
+        self._block_pos = 0  # packets of the current block already delivered
+        self._block_off = 0  # offset of the next packet in the current block
+        self._block_size = 0
+        self._block_nr = 0
+        if ring:
+            self._setup_ring(buffer_size, block_size, block_timeout_ms)
+        else:
+            with map_os_errors(interface, "enable auxdata and timestamps", "open"):
+                sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
+                sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+                if buffer_size:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, buffer_size)
+            self._buf = bytearray(snaplen)
+            self._view = memoryview(self._buf)
+            self._ancsize = socket.CMSG_SPACE(_AUXDATA.size) + socket.CMSG_SPACE(_TIMESPEC.size)
+        if promiscuous:
+            ifindex = self._ifindex()
+            with map_os_errors(interface, "enable promiscuous mode", "open"):
+                sock.setsockopt(
+                    SOL_PACKET,
+                    PACKET_ADD_MEMBERSHIP,
+                    _MREQ.pack(ifindex, PACKET_MR_PROMISC, 0, b""),
+                )
+        with map_os_errors(interface, "bind", "open"):
+            sock.bind((interface, ETH_P_ALL))
+        logger.debug("%s: capturing (ring=%s, snaplen=%d)", interface, ring, snaplen)
+
+    def _ifindex(self) -> int:
+        # SIOCGIFINDEX through the socket, so it is looked up in the socket's namespace
+        req = struct.pack("16si", self.interface.encode(), 0)
+        index: int = struct.unpack("16si", fcntl.ioctl(self._sock, SIOCGIFINDEX, req))[1]
+        return index
+
+    def _setup_ring(self, buffer_size: int, block_size: int | None, timeout_ms: int) -> None:
+        size, count = _ring_geometry(self.snaplen, buffer_size, block_size)
+        frame = 2048 if size >= 2048 else size
+        req = _REQ3.pack(size, count, frame, (size // frame) * count, timeout_ms, 0, 0)
+        with map_os_errors(self.interface, "set up the TPACKET_V3 ring", "open"):
+            self._sock.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V3)
+            self._sock.setsockopt(SOL_PACKET, PACKET_RX_RING, req)
+            self._mm = mmap.mmap(
+                self._sock.fileno(), size * count, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE
+            )
+        self._block_size, self._block_nr = size, count
+
+    # -- reading -----------------------------------------------------------------------
+    def _read(self, max_packets: int) -> list[Packet]:
+        packets = (
+            self._read_ring(max_packets) if self._mm is not None else self._read_recv(max_packets)
+        )
+        if not packets:
+            self._check_error()
+        return packets
+
+    def _check_error(self) -> None:
+        """Pick up a pending socket error: the interface went away, or a real failure."""
+        code = self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if code:
+            self._on_error(OSError(code, os.strerror(code)))
+
+    def _on_error(self, exc: OSError) -> None:
+        if interface_gone(exc):
+            self._finish(f"interface {self.interface} {self._gone_how()}")
+            return
+        raise map_os_error(exc, interface=self.interface, action="read", phase="capture")
+
+    def _gone_how(self) -> str:
+        # Python names the bound interface through SIOCGIFNAME: empty once it is unregistered
+        try:
+            name = self._sock.getsockname()[0]
+        except OSError:
+            name = ""
+        return "went down" if name else "was removed"
+
+    def _read_ring(self, max_packets: int) -> list[Packet]:
+        mm = self._mm
+        assert mm is not None
+        out: list[Packet] = []
+        append = out.append
+        unpack = _TP3_HDR.unpack_from
+        snaplen = self.snaplen
+        skip_outgoing = self._skip_outgoing
+        size = self._block_size
+        while len(out) < max_packets:
+            base = self._block_index * size
+            if not _BLOCK_STATUS.unpack_from(mm, base + 8)[0] & TP_STATUS_USER:
+                break
+            num, first = _BLOCK_PKTS.unpack_from(mm, base + 12)
+            pos = self._block_pos
+            off = self._block_off if pos else base + first
+            verdict = self._verdict if self._refilter_blocks else None
+            take = min(num - pos, max_packets - len(out))
+            for _ in range(take):
+                nxt, sec, nsec, snap, wire, status, mac, _net, _hash, tci, tpid = unpack(mm, off)
+                start = off + mac
+                if skip_outgoing and mm[off + _TP3_PKTTYPE_OFFSET] == PACKET_OUTGOING:
+                    off += nxt
+                    continue
+                snap = min(snap, snaplen)
+                data = mm[start : start + snap]
+                if status & TP_STATUS_VLAN_VALID:
+                    data, wire = _add_vlan(data, wire, tci, tpid, status)
+                    data = data[:snaplen]
+                if verdict is not None:
+                    keep = verdict(data)
+                    if not keep:
+                        self._filtered += 1
+                        self._received -= 1
+                        off += nxt
+                        continue
+                    data = data[:keep]
+                append((sec * 1_000_000_000 + nsec, data, wire))
+                off += nxt
+            pos += take
+            if pos >= num:
+                _BLOCK_STATUS.pack_into(mm, base + 8, 0)  # give the block back to the kernel
+                self._block_index = (self._block_index + 1) % self._block_nr
+                self._block_pos = 0
+                if self._refilter_blocks:
+                    self._refilter_blocks -= 1
+            else:
+                self._block_pos, self._block_off = pos, off
+        return out
+
+    def _read_recv(self, max_packets: int) -> list[Packet]:
+        out: list[Packet] = []
+        sock, view, ancsize, snaplen = self._sock, self._view, self._ancsize, self.snaplen
+        flags = socket.MSG_DONTWAIT | socket.MSG_TRUNC
+        while len(out) < max_packets:
+            try:
+                nbytes, ancdata, _flags, addr = sock.recvmsg_into([view], ancsize, flags)
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                if out and interface_gone(exc):
+                    break  # deliver what we have; the error is seen again on the next read
+                self._on_error(exc)
+                break
+            if self._skip_outgoing and addr[2] == PACKET_OUTGOING:
+                continue
+            ts = 0
+            wire = nbytes
+            status = tci = tpid = 0
+            for level, kind, value in ancdata:
+                if level == SOL_PACKET and kind == PACKET_AUXDATA:
+                    status, wire, _snap, _mac, _net, tci, tpid = _AUXDATA.unpack_from(value)
+                elif level == socket.SOL_SOCKET and kind == SCM_TIMESTAMPNS:
+                    sec, nsec = _TIMESPEC.unpack_from(value)
+                    ts = sec * 1_000_000_000 + nsec
+            data = bytes(view[: min(nbytes, snaplen)])
+            if status & TP_STATUS_VLAN_VALID:
+                data, wire = _add_vlan(data, wire, tci, tpid, status)
+                data = data[:snaplen]
+            out.append((ts, data, wire))
+        return out
+
+    # -- the rest ----------------------------------------------------------------------
+    def _fileno(self) -> int:
+        return self._sock.fileno()
+
+    def _set_program(self, program: BpfProgram) -> None:
+        from packetcapture.bpf import attach
+
+        with map_os_errors(self.interface, "attach the filter", "capture"):
+            attach(self._sock, program)
+        if self._mm is not None:
+            # Blocks already in the ring (ready or being filled) may hold packets the old
+            # program accepted: filter them again in user space (as libpcap does).
+            self._verdict = program.executor()
+            self._refilter_blocks = self._block_nr + 1
+
+    def _poll_kernel_stats(self) -> None:
+        if self._sock.fileno() < 0:
+            return
+        try:
+            raw = self._sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, _STATS3.size)
+        except OSError:
+            return
+        packets, drops = struct.unpack_from("=II", raw)
+        self._received += packets  # the kernel resets its counters on every read
+        self._dropped += drops
+
+    def _stats(self) -> SourceStats:
+        if not self.closed:
+            self._poll_kernel_stats()
+        return SourceStats(self._received, self._dropped, self._filtered)
+
+    def _close(self) -> None:
+        self._poll_kernel_stats()
+        if self._mm is not None:
+            self._mm.close()
+            self._mm = None
+        self._sock.close()
+
+
+def _add_vlan(data: bytes, wire: int, tci: int, tpid: int, status: int) -> tuple[bytes, int]:
+    """Put back the 802.1Q tag the kernel moved into the packet's metadata."""
+    if len(data) < 12:
+        return data, wire
+    proto = tpid if status & TP_STATUS_VLAN_TPID_VALID else ETH_P_8021Q
+    return data[:12] + struct.pack("!HH", proto, tci) + data[12:], wire + 4
+
+
+class AfPacketBackend(CaptureBackend):
+    """Live capture with AF_PACKET sockets (Linux; needs root or CAP_NET_RAW).
+
+    Options: ``ring`` (default True: TPACKET_V3 mmap ring; False: ``recvmsg_into``),
+    ``buffer_size`` (ring or socket buffer bytes, default 8 MiB), ``block_size`` (ring
+    block bytes, default the smallest power of two >= 256 KiB that holds a whole
+    ``snaplen`` packet: 512 KiB for the default snaplen, so 16 blocks),
+    ``block_timeout_ms`` (how long the kernel waits before handing over a partly filled
+    block: the longest a packet waits before the descriptor becomes readable, default
+    100; every block handed over takes a ring slot however few packets it holds),
+    ``promiscuous`` (default False), ``netns`` (name under ``/var/run/netns`` or a path:
+    capture in that network namespace).
+    """
+
+    name = "afpacket"
+
+    def __init__(
+        self,
+        *,
+        ring: bool = True,
+        buffer_size: int = 8 << 20,
+        block_size: int | None = None,
+        block_timeout_ms: int = 100,
+        promiscuous: bool = False,
+        netns: str | None = None,
+    ) -> None:
+        self.ring = ring
+        self.buffer_size = buffer_size
+        self.block_size = block_size
+        self.block_timeout_ms = block_timeout_ms
+        self.promiscuous = promiscuous
+        self.netns = netns
+
+    @classmethod
+    def unusable_reason(cls) -> str | None:
+        """Why live capture is impossible here (not Linux, no privilege), or None."""
+        if not sys.platform.startswith("linux") or not hasattr(socket, "AF_PACKET"):
+            return "AF_PACKET sockets need Linux"
+        try:
+            socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0).close()
+        except PermissionError:
+            return "permission denied: needs root or CAP_NET_RAW"
+        except OSError as exc:
+            return f"cannot create an AF_PACKET socket: {exc.strerror or exc}"
+        return None
+
+    def open(
+        self,
+        interface: str,
+        program: BpfProgram,
+        *,
+        snaplen: int = DEFAULT_SNAPLEN,
+        packet_limit: int | None = None,
+    ) -> AfPacketSource:
+        """Start capturing on ``interface`` (see :meth:`CaptureBackend.open`)."""
+        if not interface or len(interface.encode()) > 15 or "/" in interface:
+            raise BackendUnavailableError(f"{interface!r}: not a valid interface name")
+        if self.netns is not None and not os.path.exists(_netns_path(self.netns)):
+            raise BackendUnavailableError(f"{interface}: no network namespace {self.netns!r}")
+        with map_os_errors(interface, "create an AF_PACKET socket", "open"):
+            sock = _in_netns(
+                self.netns, lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+            )
+        try:
+            with map_os_errors(interface, "look up the interface", "open"):
+                sock.bind((interface, 0))  # protocol 0: nothing is received yet
+                hatype = sock.getsockname()[3]
+            linktype = linktype_for_hatype(hatype)
+            if linktype is None:
+                raise BackendUnavailableError(
+                    f"{interface}: unsupported hardware type {hatype} (ARPHRD_*)"
+                )
+            check_linktype(interface, linktype, program)
+            from packetcapture.bpf import attach
+
+            with map_os_errors(interface, "attach the filter", "open"):
+                attach(sock, program)
+            return AfPacketSource(
+                sock,
+                interface,
+                program,
+                linktype=linktype,
+                snaplen=snaplen,
+                packet_limit=packet_limit,
+                ring=self.ring,
+                buffer_size=self.buffer_size,
+                block_size=self.block_size,
+                block_timeout_ms=self.block_timeout_ms,
+                promiscuous=self.promiscuous,
+                loopback=hatype == _ARPHRD_LOOPBACK,
+            )
+        except BaseException:
+            sock.close()
+            raise

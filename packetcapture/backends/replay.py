@@ -1,0 +1,313 @@
+"""Replay pcap / pcapng files as if they were interfaces.
+
+Each interface name maps to one or more capture files, played one after the other, or a
+directory holds ``{interface}.pcap`` / ``{interface}.pcapng``. The filter program runs in
+Python through :meth:`BpfProgram.executor`; the link type comes from the files (a program
+built for another link type is refused). By default packets are handed out as fast as they
+are read; with ``speed`` they are paced by their original timestamps (``speed=2.0`` plays
+twice as fast), against ``clock`` (a :class:`packetcapture.clock.Clock`).
+
+A corrupt or truncated file raises :class:`ReplayFileError` (a
+:class:`~packetcapture.errors.PcapError` naming the file and byte offset, and a
+:class:`~packetcapture.errors.BackendBrokenError`) from ``read()``, after every packet before
+the bad spot was delivered. The end of the last file ends the source cleanly.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from packetcapture.backends._wakeup import TimerWakeup
+from packetcapture.backends.base import (
+    DEFAULT_SNAPLEN,
+    CaptureBackend,
+    LinktypeMismatchError,
+    Packet,
+    PacketSource,
+    SourceStats,
+    check_linktype,
+)
+from packetcapture.clock import Clock, SystemClock
+from packetcapture.errors import BackendBrokenError, BackendUnavailableError, PcapError
+from packetcapture.pcap import PcapReader
+
+if TYPE_CHECKING:
+    from packetcapture.bpf import BpfProgram
+
+__all__ = ["ReplayBackend", "ReplayFileError", "ReplaySource"]
+
+logger = logging.getLogger(__name__)
+
+PathLike = str | os.PathLike[str]
+_NS = 1_000_000_000
+
+
+class ReplayFileError(BackendBrokenError, PcapError):
+    """A replayed file is corrupt or truncated; ``path`` and ``offset`` say where.
+
+    It is both a :class:`~packetcapture.errors.PcapError` and a
+    :class:`~packetcapture.errors.BackendBrokenError`; ``__cause__`` is the reader's error.
+    """
+
+    def __init__(self, cause: PcapError) -> None:
+        Exception.__init__(self, str(cause))
+        self.path = cause.path
+        self.offset = cause.offset
+
+
+class ReplaySource(PacketSource):
+    """Packets of one interface's capture files, filtered by the program in Python."""
+
+    def __init__(
+        self,
+        interface: str,
+        readers: list[PcapReader],
+        program: BpfProgram,
+        *,
+        linktype: int,
+        snaplen: int,
+        packet_limit: int | None,
+        speed: float | None,
+        clock: Clock | None,
+    ) -> None:
+        super().__init__(interface, linktype=linktype, snaplen=snaplen, packet_limit=packet_limit)
+        self._readers = readers
+        self._next_reader = 0
+        self._it: Iterator[Packet] | None = None
+        self._whole = False
+        self._verdict: Callable[[bytes], int] = program.executor()
+        self._received = self._filtered = 0
+        self._error: ReplayFileError | None = None
+        self._speed = speed if speed else None
+        self._clock: Clock = clock if clock is not None else SystemClock()
+        # Only a real clock can arm the timer; with an injected one the descriptor stays
+        # readable while packets remain and read() decides what is due.
+        self._real_clock = isinstance(self._clock, SystemClock)
+        self._pending: Packet | None = None  # paced: next packet that passed the filter
+        self._start = self._clock.monotonic()
+        self._first_ts: int | None = None
+        self._wakeup = TimerWakeup()
+        self._wakeup.set()
+        self._advance()
+
+    def _advance(self) -> bool:
+        """Move to the next file; False when there is none."""
+        if self._next_reader >= len(self._readers):
+            self._it = None
+            return False
+        reader = self._readers[self._next_reader]
+        self._next_reader += 1
+        self._it = iter(reader)
+        # The reader refuses records longer than this, so below it nothing needs cutting.
+        self._whole = self.snaplen >= max(reader.snaplen, DEFAULT_SNAPLEN)
+        return True
+
+    def _fail(self, exc: PcapError) -> ReplayFileError:
+        error = ReplayFileError(exc)
+        error.__cause__ = exc
+        self._error = error
+        self._it = None
+        return error
+
+    # -- reading -----------------------------------------------------------------------
+    def _read(self, max_packets: int) -> list[Packet]:
+        if self._error is not None:
+            raise self._error
+        if self._speed is None:
+            packets = self._read_fast(max_packets)
+        else:
+            packets = self._read_paced(max_packets)
+        if self._error is not None and not packets:
+            raise self._error
+        return packets
+
+    def _read_fast(self, max_packets: int) -> list[Packet]:
+        it = self._it
+        if it is None:
+            if self._error is None:
+                self._finish("end of capture files")
+            return []
+        batch: list[Packet] = []
+        try:
+            # extend() keeps what it pulled when the reader raises, so no packet before the
+            # bad spot is lost; islice pulls at C speed.
+            batch.extend(itertools.islice(it, max_packets))
+        except PcapError as exc:
+            self._fail(exc)
+        verdict = self._verdict
+        if self._whole:
+            # No record can be longer than our snap length: only the program cuts.
+            out = [
+                p if k >= len(p[1]) else (p[0], p[1][:k], p[2])
+                for p in batch
+                if (k := verdict(p[1]))
+            ]
+        else:
+            snaplen = self.snaplen
+            out = []
+            for p in batch:
+                keep = verdict(p[1])
+                if keep:
+                    keep = min(keep, snaplen)
+                    out.append(p if keep >= len(p[1]) else (p[0], p[1][:keep], p[2]))
+        if len(batch) < max_packets and self._error is None and not self._advance():
+            self._finish("end of capture files")
+        self._received += len(out)
+        self._filtered += len(batch) - len(out)
+        return out
+
+    def _next_passing(self) -> Packet | None:
+        """Pull the next packet that passes the filter (paced mode), or None at the end."""
+        verdict, snaplen = self._verdict, self.snaplen
+        while self._it is not None:
+            for packet in self._it:
+                keep = verdict(packet[1])
+                if not keep:
+                    self._filtered += 1
+                    continue
+                keep = min(keep, snaplen)
+                if len(packet[1]) > keep:
+                    return (packet[0], packet[1][:keep], packet[2])
+                return packet
+            self._advance()
+        return None
+
+    def _read_paced(self, max_packets: int) -> list[Packet]:
+        out: list[Packet] = []
+        speed = self._speed
+        assert speed is not None
+        now = self._clock.monotonic()
+        due = 0.0
+        try:
+            while len(out) < max_packets:
+                if self._pending is None:
+                    self._pending = self._next_passing()
+                    if self._pending is None:
+                        self._finish("end of capture files")
+                        break
+                ts = self._pending[0]
+                if self._first_ts is None:
+                    self._first_ts = ts
+                due = self._start + (ts - self._first_ts) / _NS / speed
+                if due > now:
+                    break
+                out.append(self._pending)
+                self._pending = None
+        except PcapError as exc:
+            self._fail(exc)
+        self._received += len(out)
+        if self._pending is not None and self._real_clock and self._error is None:
+            self._wakeup.arm_at(int(due * _NS))
+        else:
+            self._wakeup.set()
+        return out
+
+    def next_due(self) -> float | None:
+        """Paced mode: seconds (on the clock) until the next packet is due; else ``None``."""
+        if self._speed is None or self._pending is None or self._first_ts is None:
+            return None
+        due = self._start + (self._pending[0] - self._first_ts) / _NS / self._speed
+        return max(due - self._clock.monotonic(), 0.0)
+
+    # -- the rest ----------------------------------------------------------------------
+    def _fileno(self) -> int:
+        return self._wakeup.fileno()
+
+    def _set_program(self, program: BpfProgram) -> None:
+        self._verdict = program.executor()
+
+    def _stats(self) -> SourceStats:
+        return SourceStats(self._received, 0, self._filtered)
+
+    def _close(self) -> None:
+        for reader in self._readers:
+            reader.close()
+        self._wakeup.close()
+
+
+class ReplayBackend(CaptureBackend):
+    """Replay capture files as interfaces (no privilege needed).
+
+    ``files`` maps an interface name to a file or a list of files (played in order);
+    ``directory`` is searched for ``{interface}.pcap`` then ``{interface}.pcapng`` for
+    names not in ``files``. ``speed``: ``None`` (default) replays as fast as possible, a
+    positive factor paces packets by their timestamps. ``clock`` is used for pacing
+    (default the system clock).
+    """
+
+    name = "replay"
+
+    def __init__(
+        self,
+        files: Mapping[str, PathLike | Sequence[PathLike]] | None = None,
+        *,
+        directory: PathLike | None = None,
+        speed: float | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        if speed is not None and speed < 0:
+            raise ValueError(f"speed must be positive, got {speed}")
+        self.files: dict[str, list[Path]] = {}
+        for name, value in (files or {}).items():
+            paths = [value] if isinstance(value, str | os.PathLike) else list(value)
+            self.files[name] = [Path(p) for p in paths]
+        self.directory = None if directory is None else Path(directory)
+        self.speed = speed
+        self.clock = clock
+
+    def files_for(self, interface: str) -> list[Path]:
+        """Return the files replayed for ``interface`` (BackendUnavailableError if none)."""
+        if interface in self.files:
+            return self.files[interface]
+        if self.directory is not None and "/" not in interface and interface not in ("", ".", ".."):
+            for suffix in (".pcap", ".pcapng"):
+                candidate = self.directory / f"{interface}{suffix}"
+                if candidate.is_file():
+                    return [candidate]
+        raise BackendUnavailableError(f"{interface}: no capture file to replay")
+
+    def open(
+        self,
+        interface: str,
+        program: BpfProgram,
+        *,
+        snaplen: int = DEFAULT_SNAPLEN,
+        packet_limit: int | None = None,
+    ) -> ReplaySource:
+        """Start replaying ``interface``'s files (see :meth:`CaptureBackend.open`).
+
+        A missing or unreadable file raises BackendUnavailableError; a bad file header
+        raises :class:`~packetcapture.errors.PcapError`; files whose link types differ from
+        each other or from the program's raise :class:`LinktypeMismatchError`.
+        """
+        paths = self.files_for(interface)
+        readers: list[PcapReader] = []
+        try:
+            for path in paths:
+                if not path.is_file():
+                    raise BackendUnavailableError(f"{interface}: no such file {path}")
+                readers.append(PcapReader(path))
+            linktype = readers[0].linktype if readers else program.linktype
+            for reader in readers[1:]:
+                if reader.linktype != linktype:
+                    raise LinktypeMismatchError(interface, linktype, reader.linktype)
+            check_linktype(interface, linktype, program)
+            return ReplaySource(
+                interface,
+                readers,
+                program,
+                linktype=linktype,
+                snaplen=snaplen,
+                packet_limit=packet_limit,
+                speed=self.speed,
+                clock=self.clock,
+            )
+        except BaseException:
+            for reader in readers:
+                reader.close()
+            raise

@@ -1,0 +1,93 @@
+"""Compile PacketCapture filters to classic BPF, run it, and attach it to sockets.
+
+Public API::
+
+    compile_filters(rules, *, linktype=1, snaplen=262144, vlan=True,
+                    ipv6_extension_headers=True) -> BpfProgram
+    pcap_expression(rules) -> str
+    BpfProgram  (.instructions, .linktype, .snaplen, len(), matches(), run(), pack(),
+                 executor(), disassemble(), accept_all(), reject_all())
+    Instruction (code, jt, jf, k) and typed instruction classes
+    assemble(items) / validate(instructions)
+    attach(sock, program) / detach(sock)
+
+See docs/bpf.md for the filter semantics.
+"""
+
+from __future__ import annotations
+
+from packetcapture.bpf._asm import GoTo, JumpTo, Label, assemble, validate
+from packetcapture.bpf._attach import SO_ATTACH_FILTER, SO_DETACH_FILTER, attach, detach
+from packetcapture.bpf._compiler import LINKTYPES, PROTOCOL_NUMBERS, compile_filters
+from packetcapture.bpf._disasm import disassemble
+from packetcapture.bpf._expr import pcap_expression
+from packetcapture.bpf._insn import (
+    MAX_INSNS,
+    TAX,
+    TXA,
+    ALUOp,
+    ALUOpConstant,
+    ALUOpX,
+    Instruction,
+    Jump,
+    JumpIf,
+    JumpIfX,
+    JumpTest,
+    LoadAbsolute,
+    LoadConstant,
+    LoadExtension,
+    LoadIndirect,
+    LoadMemShift,
+    LoadScratch,
+    Negate,
+    Register,
+    RetA,
+    RetConstant,
+    StoreScratch,
+    TypedInstruction,
+    decode,
+)
+from packetcapture.bpf._program import DEFAULT_SNAPLEN, BpfProgram
+
+__all__ = [
+    "DEFAULT_SNAPLEN",
+    "LINKTYPES",
+    "MAX_INSNS",
+    "PROTOCOL_NUMBERS",
+    "SO_ATTACH_FILTER",
+    "SO_DETACH_FILTER",
+    "TAX",
+    "TXA",
+    "ALUOp",
+    "ALUOpConstant",
+    "ALUOpX",
+    "BpfProgram",
+    "GoTo",
+    "Instruction",
+    "Jump",
+    "JumpIf",
+    "JumpIfX",
+    "JumpTest",
+    "JumpTo",
+    "Label",
+    "LoadAbsolute",
+    "LoadConstant",
+    "LoadExtension",
+    "LoadIndirect",
+    "LoadMemShift",
+    "LoadScratch",
+    "Negate",
+    "Register",
+    "RetA",
+    "RetConstant",
+    "StoreScratch",
+    "TypedInstruction",
+    "assemble",
+    "attach",
+    "compile_filters",
+    "decode",
+    "detach",
+    "disassemble",
+    "pcap_expression",
+    "validate",
+]

@@ -1,0 +1,51 @@
+"""Attach a program to a socket (``SO_ATTACH_FILTER``); the I/O edge of ``bpf``."""
+
+from __future__ import annotations
+
+import ctypes
+import socket
+
+from packetcapture.bpf._program import BpfProgram
+
+__all__ = ["SO_ATTACH_FILTER", "SO_DETACH_FILTER", "attach", "detach"]
+
+SO_ATTACH_FILTER = 26
+SO_DETACH_FILTER = 27
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = (("len", ctypes.c_ushort), ("filter", ctypes.c_void_p))
+
+
+def _set(sock: socket.socket, program: BpfProgram) -> None:
+    code = program.pack()
+    buf = ctypes.create_string_buffer(code, len(code))
+    fprog = _SockFprog(len(program), ctypes.addressof(buf))
+    # The kernel copies the program during the call; buf only needs to outlive it.
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, bytes(fprog))
+
+
+def attach(sock: socket.socket, program: BpfProgram) -> None:
+    """Attach ``program`` to ``sock`` so that only packets it accepts are queued.
+
+    Packets queued before the call were not filtered, so first a reject-all program is
+    attached, the queue is drained with non-blocking reads, and then ``program`` replaces
+    it. Raises ``OSError`` if the kernel refuses the program.
+    """
+    _set(sock, BpfProgram.reject_all(program.linktype, program.snaplen))
+    timeout = sock.gettimeout()
+    sock.setblocking(False)
+    try:
+        while True:
+            try:
+                sock.recv(65536)
+            except (BlockingIOError, InterruptedError):
+                break
+    finally:
+        sock.settimeout(timeout)
+    _set(sock, program)
+
+
+def detach(sock: socket.socket) -> None:
+    """Remove the filter attached to ``sock`` (``SO_DETACH_FILTER``)."""
+    sock.setsockopt(socket.SOL_SOCKET, SO_DETACH_FILTER, 0)

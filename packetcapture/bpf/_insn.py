@@ -1,0 +1,401 @@
+"""Classic BPF instructions: opcode constants, the raw ``Instruction`` and typed builders.
+
+The raw form is the kernel's ``struct sock_filter`` (``code``, ``jt``, ``jf``, ``k``). Typed
+classes (``LoadAbsolute``, ``JumpIf``, ...) say what an instruction does and assemble to the
+raw form; ``decode`` goes back. Opcode values are the ones in ``linux/filter.h``.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import attrs
+
+__all__ = [
+    "ALU",
+    "ALUOp",
+    "ALUOpConstant",
+    "ALUOpX",
+    "JMP",
+    "Jump",
+    "JumpIf",
+    "JumpIfX",
+    "JumpTest",
+    "LD",
+    "LDX",
+    "LoadAbsolute",
+    "LoadConstant",
+    "LoadExtension",
+    "LoadIndirect",
+    "LoadMemShift",
+    "LoadScratch",
+    "MAX_INSNS",
+    "MEMWORDS",
+    "MISC",
+    "Negate",
+    "RET",
+    "Register",
+    "RetA",
+    "RetConstant",
+    "ST",
+    "STX",
+    "StoreScratch",
+    "TAX",
+    "TXA",
+    "Instruction",
+    "TypedInstruction",
+    "decode",
+]
+
+# Instruction classes.
+LD, LDX, ST, STX, ALU, JMP, RET, MISC = 0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07
+# Load sizes and modes.
+W, H, B = 0x00, 0x08, 0x10
+IMM, ABS, IND, MEM, LEN, MSH = 0x00, 0x20, 0x40, 0x60, 0x80, 0xA0
+# Operand source, and the register a ret returns.
+K, X = 0x00, 0x08
+RA = 0x10
+# Jump tests.
+JA, JEQ, JGT, JGE, JSET = 0x00, 0x10, 0x20, 0x30, 0x40
+# MISC operations.
+MISC_TAX, MISC_TXA = 0x00, 0x80
+
+#: The kernel's limit on program length (``BPF_MAXINSNS``).
+MAX_INSNS = 4096
+#: Number of scratch memory words ``M[0]`` .. ``M[15]``.
+MEMWORDS = 16
+
+_SIZE_BITS = {4: W, 2: H, 1: B}
+_BITS_SIZE = {v: s for s, v in _SIZE_BITS.items()}
+
+
+def _u8(_: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if not 0 <= value <= 0xFF:
+        raise ValueError(f"{attribute.name} must fit in 8 bits, got {value}")
+
+
+def _u16(_: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if not 0 <= value <= 0xFFFF:
+        raise ValueError(f"{attribute.name} must fit in 16 bits, got {value}")
+
+
+def _u32(_: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if not 0 <= value <= 0xFFFFFFFF:
+        raise ValueError(f"{attribute.name} must fit in 32 bits, got {value}")
+
+
+@attrs.frozen
+class Instruction:
+    """One raw classic BPF instruction, exactly ``struct sock_filter``.
+
+    ``jt``/``jf`` are forward skips counted from the next instruction; ``k`` is unsigned.
+    """
+
+    code: int = attrs.field(validator=_u16)
+    jt: int = attrs.field(default=0, validator=_u8)
+    jf: int = attrs.field(default=0, validator=_u8)
+    k: int = attrs.field(default=0, validator=_u32)
+
+    def as_tuple(self) -> tuple[int, int, int, int]:
+        """Return ``(code, jt, jf, k)``."""
+        return (self.code, self.jt, self.jf, self.k)
+
+
+class Register(enum.Enum):
+    """The two BPF registers."""
+
+    A = "A"
+    X = "X"
+
+
+class ALUOp(enum.IntEnum):
+    """Arithmetic operations (the ``BPF_OP`` bits of an ALU instruction)."""
+
+    ADD = 0x00
+    SUB = 0x10
+    MUL = 0x20
+    DIV = 0x30
+    OR = 0x40
+    AND = 0x50
+    LSH = 0x60
+    RSH = 0x70
+    MOD = 0x90
+    XOR = 0xA0
+
+
+class JumpTest(enum.IntEnum):
+    """Conditional jump tests (``A op operand``); the false branch covers the negation."""
+
+    JEQ = JEQ
+    JGT = JGT
+    JGE = JGE
+    JSET = JSET
+
+
+def _size(size: int) -> int:
+    if size not in _SIZE_BITS:
+        raise ValueError(f"load size must be 1, 2 or 4 bytes, got {size}")
+    return _SIZE_BITS[size]
+
+
+@attrs.frozen
+class LoadAbsolute:
+    """``A = packet[off : off + size]`` (big endian); out of bounds rejects the packet."""
+
+    off: int
+    size: int = 4
+
+    def assemble(self) -> Instruction:
+        """Return the raw instruction."""
+        return Instruction(LD | _size(self.size) | ABS, 0, 0, self.off)
+
+
+@attrs.frozen
+class LoadIndirect:
+    """``A = packet[X + off : X + off + size]``."""
+
+    off: int
+    size: int = 4
+
+    def assemble(self) -> Instruction:
+        """Return the raw instruction."""
+        return Instruction(LD | _size(self.size) | IND, 0, 0, self.off)
+
+
+@attrs.frozen
+class LoadExtension:
+    """``A = len`` (the wire length of the packet), or ``X = len`` with ``dst=X``."""
+
+    dst: Register = Register.A
+
+    def assemble(self) -> Instruction:
+        """Return the raw instruction."""
+        return Instruction((LD if self.dst is Register.A else LDX) | W | LEN)
+
+
+@attrs.frozen
+class LoadConstant:
+    """``dst = value``."""
+
+    value: int
+    dst: Register = Register.A
+
+    def assemble(self) -> Instruction:
+        """Return the raw instruction."""
+        return Instruction((LD if self.dst is Register.A else LDX) | IMM, 0, 0, self.value)
+
+
+@attrs.frozen
+class LoadScratch:
+    """``dst = M[n]``."""
+
+    n: int
+    dst: Register = Register.A
+
+    def assemble(self) -> Instruction:
+        """Return the raw instruction."""
+        return Instruction((LD if self.dst is Register.A else LDX) | MEM, 0, 0, self.n)
+
+
+@attrs.frozen
+class StoreScratch:
+    """``M[n] = src``."""
+
+    n: int
+    src: Register = Register.A
+
+    def assemble(self) -> Instruction:
+        """Return the raw instruction."""
+        return Instruction(ST if self.src is Register.A else STX, 0, 0, self.n)
+
+
+@attrs.frozen
+class LoadMemShift:
+    """``X = 4 * (packet[off] & 0xf)``: the IPv4 header length idiom."""
+
+    off: int
+
+    def assemble(self) -> Instruction:
+        """Return the raw instruction."""
+        return Instruction(LDX | B | MSH, 0, 0, self.off)
+
+
+@attrs.frozen
+class ALUOpConstant:
+    """``A = A op value``."""
+
+    op: ALUOp
+    value: int
+
+    def assemble(self) -> Instruction:
+        """Return the raw instruction."""
+        return Instruction(ALU | self.op | K, 0, 0, self.value)
+
+
+@attrs.frozen
+class ALUOpX:
+    """``A = A op X``."""
+
+    op: ALUOp
+
+    def assemble(self) -> Instruction:
+        """Return the raw instruction."""
+        return Instruction(ALU | self.op | X)
+
+
+@attrs.frozen
+class Negate:
+    """``A = -A``."""
+
+    def assemble(self) -> Instruction:
+        """Return the raw instruction."""
+        return Instruction(ALU | 0x80)
+
+
+@attrs.frozen
+class Jump:
+    """Unconditionally skip ``skip`` instructions."""
+
+    skip: int
+
+    def assemble(self) -> Instruction:
+        """Return the raw instruction."""
+        return Instruction(JMP | JA, 0, 0, self.skip)
+
+
+@attrs.frozen
+class JumpIf:
+    """If ``A test value`` skip ``skip_true`` instructions, else ``skip_false``."""
+
+    cond: JumpTest
+    value: int
+    skip_true: int = 0
+    skip_false: int = 0
+
+    def assemble(self) -> Instruction:
+        """Return the raw instruction."""
+        return Instruction(JMP | self.cond | K, self.skip_true, self.skip_false, self.value)
+
+
+@attrs.frozen
+class JumpIfX:
+    """If ``A test X`` skip ``skip_true`` instructions, else ``skip_false``."""
+
+    cond: JumpTest
+    skip_true: int = 0
+    skip_false: int = 0
+
+    def assemble(self) -> Instruction:
+        """Return the raw instruction."""
+        return Instruction(JMP | self.cond | X, self.skip_true, self.skip_false, 0)
+
+
+@attrs.frozen
+class TAX:
+    """``X = A``."""
+
+    def assemble(self) -> Instruction:
+        """Return the raw instruction."""
+        return Instruction(MISC | MISC_TAX)
+
+
+@attrs.frozen
+class TXA:
+    """``A = X``."""
+
+    def assemble(self) -> Instruction:
+        """Return the raw instruction."""
+        return Instruction(MISC | MISC_TXA)
+
+
+@attrs.frozen
+class RetA:
+    """Return the accumulator (bytes to keep; 0 drops the packet)."""
+
+    def assemble(self) -> Instruction:
+        """Return the raw instruction."""
+        return Instruction(RET | RA)
+
+
+@attrs.frozen
+class RetConstant:
+    """Return ``value`` (bytes to keep; 0 drops the packet)."""
+
+    value: int
+
+    def assemble(self) -> Instruction:
+        """Return the raw instruction."""
+        return Instruction(RET | K, 0, 0, self.value)
+
+
+TypedInstruction = (
+    LoadAbsolute
+    | LoadIndirect
+    | LoadExtension
+    | LoadConstant
+    | LoadScratch
+    | StoreScratch
+    | LoadMemShift
+    | ALUOpConstant
+    | ALUOpX
+    | Negate
+    | Jump
+    | JumpIf
+    | JumpIfX
+    | TAX
+    | TXA
+    | RetA
+    | RetConstant
+)
+
+_REG = {LD: Register.A, LDX: Register.X}
+
+
+def decode(insn: Instruction) -> TypedInstruction:
+    """Return the typed form of a raw instruction; ``ValueError`` if the kernel lacks it."""
+    code, k = insn.code, insn.k
+    cls = code & 0x07
+    if cls in (LD, LDX):
+        mode, size = code & 0xE0, code & 0x18
+        reg = _REG[cls]
+        if code == LD | size | ABS and size in _BITS_SIZE:
+            return LoadAbsolute(k, _BITS_SIZE[size])
+        if code == LD | size | IND and size in _BITS_SIZE:
+            return LoadIndirect(k, _BITS_SIZE[size])
+        if code == cls | W | LEN:
+            return LoadExtension(reg)
+        if code == cls | IMM:
+            return LoadConstant(k, reg)
+        if code == cls | MEM:
+            return LoadScratch(k, reg)
+        if code == LDX | B | MSH:
+            return LoadMemShift(k)
+        del mode
+    elif cls in (ST, STX) and code in (ST, STX):
+        return StoreScratch(k, Register.A if code == ST else Register.X)
+    elif cls == ALU:
+        op = code & 0xF0
+        if code == ALU | 0x80:
+            return Negate()
+        if op in ALUOp._value2member_map_ and code & ~0xF8 == ALU:
+            return ALUOpConstant(ALUOp(op), k) if code & X == 0 else ALUOpX(ALUOp(op))
+    elif cls == JMP:
+        op = code & 0xF0
+        if code == JMP | JA:
+            return Jump(k)
+        if op in JumpTest._value2member_map_ and code & ~0xF8 == JMP:
+            test = JumpTest(op)
+            if code & X:
+                return JumpIfX(test, insn.jt, insn.jf)
+            return JumpIf(test, k, insn.jt, insn.jf)
+    elif cls == RET:
+        if code == RET | K:
+            return RetConstant(k)
+        if code == RET | RA:
+            return RetA()
+    elif cls == MISC:
+        if code == MISC | MISC_TAX:
+            return TAX()
+        if code == MISC | MISC_TXA:
+            return TXA()
+    raise ValueError(f"unknown or unsupported BPF opcode {code:#x}")

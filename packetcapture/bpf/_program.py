@@ -1,0 +1,108 @@
+"""``BpfProgram``: a validated classic BPF program plus the link type it expects."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Iterable
+
+import attrs
+
+from packetcapture.bpf import _codegen, _disasm, _vm
+from packetcapture.bpf._asm import validate
+from packetcapture.bpf._insn import Instruction, RetConstant
+
+__all__ = ["DEFAULT_SNAPLEN", "BpfProgram"]
+
+#: The default snap length: what an accepting program returns.
+DEFAULT_SNAPLEN = 262144
+
+_SOCK_FILTER = struct.Struct("=HBBI")
+
+
+def _to_insns(value: Iterable[Instruction]) -> tuple[Instruction, ...]:
+    return tuple(value)
+
+
+@attrs.frozen(eq=True)
+class BpfProgram:
+    """A classic BPF program, validated with the kernel's rules on construction.
+
+    ``linktype`` says which link-layer header the frames start with (1 Ethernet,
+    113 Linux SLL, 276 SLL2, 101 raw IP); ``snaplen`` is what an accepting program
+    returns. Raises ``FilterCompileError`` if the instructions are not a valid program.
+    """
+
+    instructions: tuple[Instruction, ...] = attrs.field(converter=_to_insns)
+    linktype: int = 1
+    snaplen: int = DEFAULT_SNAPLEN
+    _executor: list[Callable[[bytes], int]] = attrs.field(
+        factory=list, init=False, repr=False, eq=False, hash=False
+    )
+
+    def __attrs_post_init__(self) -> None:
+        validate(self.instructions)
+
+    @classmethod
+    def accept_all(cls, linktype: int = 1, snaplen: int = DEFAULT_SNAPLEN) -> BpfProgram:
+        """Return the one-instruction program that keeps every packet (``ret #snaplen``)."""
+        return cls((RetConstant(snaplen).assemble(),), linktype, snaplen)
+
+    @classmethod
+    def reject_all(cls, linktype: int = 1, snaplen: int = DEFAULT_SNAPLEN) -> BpfProgram:
+        """Return the one-instruction program that drops every packet (``ret #0``)."""
+        return cls((RetConstant(0).assemble(),), linktype, snaplen)
+
+    def __len__(self) -> int:
+        return len(self.instructions)
+
+    def run(self, frame: bytes, wire_len: int | None = None) -> int:
+        """Run the VM on ``frame`` (captured bytes, link-layer header first).
+
+        Returns the program's verdict: 0 drops the packet, anything else is the number
+        of bytes to keep. ``wire_len`` (default ``len(frame)``) is what ``ld len`` sees.
+        """
+        return _vm.run(self.instructions, frame, wire_len)
+
+    def matches(self, frame: bytes) -> bool:
+        """Return True if the program keeps ``frame`` (wire length = ``len(frame)``)."""
+        return _vm.run(self.instructions, frame) != 0
+
+    def trace(self, frame: bytes, wire_len: int | None = None) -> tuple[int, int]:
+        """Return ``(verdict, number of instructions executed)`` for ``frame``."""
+        return _vm.trace(self.instructions, frame, wire_len)
+
+    def executor(self) -> Callable[[bytes], int]:
+        """Return a generated Python function ``f(frame) -> verdict`` (cached).
+
+        It gives the same verdicts as ``run(frame)`` and is several times faster.
+        """
+        if not self._executor:
+            self._executor.append(_codegen.make_executor(self.instructions))
+        return self._executor[0]
+
+    def python_source(self) -> str:
+        """Return the source of the generated executor (for debugging)."""
+        return _codegen.generate_source(self.instructions)
+
+    def pack(self) -> bytes:
+        """Return the program as a ``struct sock_filter[]`` array in native byte order."""
+        return b"".join(_SOCK_FILTER.pack(*i.as_tuple()) for i in self.instructions)
+
+    @classmethod
+    def unpack(
+        cls, data: bytes, linktype: int = 1, snaplen: int = DEFAULT_SNAPLEN
+    ) -> BpfProgram:
+        """Build a program from ``struct sock_filter[]`` bytes (the inverse of ``pack``)."""
+        size = _SOCK_FILTER.size
+        if len(data) % size:
+            raise ValueError(f"length {len(data)} is not a multiple of {size}")
+        return cls(
+            (Instruction(*t) for t in _SOCK_FILTER.iter_unpack(data)), linktype, snaplen
+        )
+
+    def disassemble(self, fmt: str = "d") -> str:
+        """Return the program as ``tcpdump -d`` (``"d"``), ``-dd`` or ``-ddd`` text."""
+        return _disasm.disassemble(self.instructions, fmt)
+
+    def __str__(self) -> str:
+        return self.disassemble("d")

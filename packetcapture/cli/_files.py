@@ -1,0 +1,228 @@
+"""``packetcapture copy | clean | merge``: a capture's files on this node.
+
+``copy`` and ``clean`` behave like ``calicoctl captured-packets copy | clean`` for the
+local capture directory; ``merge`` joins a capture's files, from this node's directory
+and any copied node directories, into one time-ordered pcapng.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from packetcapture.errors import PacketCaptureError, PcapError
+from packetcapture.pcap import (
+    DEFAULT_CAPTURE_DIR,
+    capture_directory,
+    capture_file_names,
+    find_capture_namespaces,
+    find_merge_sources,
+    merge_captures,
+    remove_capture_files,
+)
+
+__all__ = ["register"]
+
+
+def _common(parser: argparse.ArgumentParser, *, all_namespaces: bool = True) -> None:
+    parser.add_argument("name", metavar="NAME", help="the PacketCapture's name")
+    if all_namespaces:
+        group = parser.add_mutually_exclusive_group()
+        group.add_argument(
+            "-n", "--namespace", default="default", help="its namespace (default: default)"
+        )
+        group.add_argument(
+            "-a",
+            "--all-namespaces",
+            action="store_true",
+            help="every namespace holding a capture called NAME",
+        )
+    else:
+        parser.add_argument(
+            "-n", "--namespace", default="default", help="its namespace (default: default)"
+        )
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``copy``, ``clean`` and ``merge`` subcommands."""
+    copy = subparsers.add_parser(
+        "copy",
+        help="copy a capture's files out of the capture directory",
+        description=(
+            "Copy the .pcap files of capture NAME from CAPTURE_DIR/NAMESPACE/NAME into DEST "
+            "(with --all-namespaces into DEST/NAMESPACE). Existing files are replaced."
+        ),
+    )
+    _common(copy)
+    copy.add_argument(
+        "--capture-dir", default=DEFAULT_CAPTURE_DIR, help=f"default {DEFAULT_CAPTURE_DIR}"
+    )
+    copy.add_argument("-d", "--dest", default=".", help="destination directory (default: .)")
+    copy.set_defaults(func=run_copy)
+
+    clean = subparsers.add_parser(
+        "clean",
+        help="delete a capture's files",
+        description="Delete CAPTURE_DIR/NAMESPACE/NAME and every file in it.",
+    )
+    _common(clean)
+    clean.add_argument(
+        "--capture-dir", default=DEFAULT_CAPTURE_DIR, help=f"default {DEFAULT_CAPTURE_DIR}"
+    )
+    clean.set_defaults(func=run_clean)
+
+    merge = subparsers.add_parser(
+        "merge",
+        help="merge a capture's files into one time-ordered pcapng",
+        description=(
+            "Merge every file of capture NAME (all endpoint interfaces) from each DIR into one "
+            "pcapng ordered by time, with one interface block per endpoint interface per "
+            "DIR. A DIR is a capture directory (files in DIR/NAMESPACE/NAME) or a directory "
+            "the files were copied into (packetcapture copy, one per node)."
+        ),
+    )
+    _common(merge, all_namespaces=False)
+    merge.add_argument(
+        "--capture-dir",
+        nargs="+",
+        default=[DEFAULT_CAPTURE_DIR],
+        metavar="DIR",
+        help=f"one or more directories (default {DEFAULT_CAPTURE_DIR})",
+    )
+    merge.add_argument(
+        "--node",
+        action="append",
+        metavar="NODE",
+        help="node name of each DIR, in order (default: the directory's name)",
+    )
+    merge.add_argument("-o", "--output", required=True, help="output pcapng file ('-': stdout)")
+    merge.add_argument(
+        "-f", "--force", action="store_true", help="replace the output file if it exists"
+    )
+    merge.set_defaults(func=run_merge)
+
+
+def _err(message: str) -> None:
+    print(f"packetcapture: error: {message}", file=sys.stderr)
+
+
+def _namespaces(args: argparse.Namespace) -> list[str] | None:
+    if args.all_namespaces:
+        found = find_capture_namespaces(args.capture_dir, args.name)
+        if not found:
+            _err(f"no capture called {args.name!r} in any namespace under {args.capture_dir}")
+            return None
+        return found
+    return [args.namespace]
+
+
+def _copy_file(src: Path, dest_dir: Path) -> None:
+    # Write a temporary file and rename it, so a symlink planted at the destination is
+    # replaced rather than followed.
+    fd, tmp = tempfile.mkstemp(prefix=".pcap-copy-", dir=dest_dir)
+    try:
+        with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
+            shutil.copyfileobj(inp, out, 1 << 20)
+        shutil.copystat(src, tmp)
+        os.replace(tmp, dest_dir / src.name)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def run_copy(args: argparse.Namespace) -> int:
+    """Copy capture files; exit 0 if at least one namespace's files were copied."""
+    namespaces = _namespaces(args)
+    if namespaces is None:
+        return 1
+    errors: list[str] = []
+    copied_any = False
+    for ns in namespaces:
+        try:
+            src = capture_directory(args.capture_dir, ns, args.name)
+            names = capture_file_names(args.capture_dir, ns, args.name)
+            if not names:
+                errors.append(f"no files for capture {ns}/{args.name} in {args.capture_dir}")
+                continue
+            dest = Path(args.dest) / ns if args.all_namespaces else Path(args.dest)
+            dest.mkdir(parents=True, exist_ok=True)
+            for fname in names:
+                _copy_file(src / fname, dest)
+            print(f"copied {len(names)} file(s) of {ns}/{args.name} to {dest}")
+            copied_any = True
+        except (PacketCaptureError, OSError) as exc:
+            errors.append(f"{ns}/{args.name}: {exc}")
+    if errors:
+        _err("; ".join(errors))
+    return 0 if copied_any else 1
+
+
+def run_clean(args: argparse.Namespace) -> int:
+    """Delete capture files; exit 0 if at least one namespace's files were deleted."""
+    namespaces = _namespaces(args)
+    if namespaces is None:
+        return 1
+    errors: list[str] = []
+    cleaned_any = False
+    for ns in namespaces:
+        try:
+            target = capture_directory(args.capture_dir, ns, args.name)
+            if not target.is_dir() and not target.is_symlink():
+                errors.append(f"no files for capture {ns}/{args.name} in {args.capture_dir}")
+                continue
+            removed = remove_capture_files(args.capture_dir, ns, args.name)
+            print(f"removed {target} ({len(removed)} file(s))")
+            cleaned_any = True
+        except (PacketCaptureError, OSError) as exc:
+            errors.append(f"{ns}/{args.name}: {exc}")
+    if errors:
+        _err("; ".join(errors))
+    return 0 if cleaned_any else 1
+
+
+def run_merge(args: argparse.Namespace) -> int:
+    """Merge capture files into one pcapng."""
+    dirs: list[str] = args.capture_dir
+    if args.node is not None and len(args.node) != len(dirs):
+        _err(f"--node given {len(args.node)} time(s) for {len(dirs)} directory(ies)")
+        return 2
+    try:
+        if not find_merge_sources(dirs, args.namespace, args.name):
+            _err(f"no files for capture {args.namespace}/{args.name} in {', '.join(dirs)}")
+            return 1
+        if args.output == "-":
+            result = merge_captures(
+                dirs, args.namespace, args.name, sys.stdout.buffer, nodes=args.node
+            )
+        else:
+            out = Path(args.output)
+            if out.exists() and not args.force:
+                _err(f"{out} exists (use --force to replace it)")
+                return 1
+            fd, tmp = tempfile.mkstemp(prefix=".merge-", dir=out.parent or Path("."))
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    result = merge_captures(dirs, args.namespace, args.name, f, nodes=args.node)
+                os.chmod(tmp, 0o644)
+                os.replace(tmp, out)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+    except (PcapError, OSError) as exc:
+        _err(str(exc))
+        return 1
+    for path in result.damaged_files:
+        print(
+            f"warning: {path} ends in a torn record; its whole packets were kept", file=sys.stderr
+        )
+    where = "standard output" if args.output == "-" else args.output
+    print(
+        f"merged {result.packets} packet(s) from {result.files} file(s), "
+        f"{result.interfaces} interface(s) into {where}",
+        file=sys.stderr if args.output == "-" else sys.stdout,
+    )
+    return 0

@@ -1,0 +1,489 @@
+"""``packetcapture run``, ``status`` and ``plan``: the capture pipeline on the command line."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import logging
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+from typing import TextIO
+
+import attrs
+import yaml
+
+from packetcapture.agent import NodeAgent, effective_selector
+from packetcapture.backends.base import CaptureBackend, get_backend
+from packetcapture.bpf import compile_filters, pcap_expression
+from packetcapture.clock import SystemClock
+from packetcapture.errors import PacketCaptureError, ValidationError
+from packetcapture.model import (
+    CaptureState,
+    PacketCapture,
+    PacketCaptureFile,
+    PacketCaptureStatus,
+    WorkloadEndpoint,
+)
+from packetcapture.pcap import CaptureSettings, list_capture_files
+from packetcapture.schedule import DEFAULT_RETRY
+from packetcapture.selector import parse
+from packetcapture.serde import dumps, load_all, to_dict
+
+__all__ = ["register"]
+
+logger = logging.getLogger("packetcapture.cli")
+
+STATUS_FILE = ".status-{node}.yaml"
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``run``, ``status`` and ``plan`` subcommands."""
+    run = subparsers.add_parser(
+        "run",
+        help="capture the selected endpoints' traffic into rotated pcap files",
+        description=(
+            "Run a node agent for NODE: capture the interfaces of the endpoints each capture in "
+            "CAPTURE.yaml selects, with its filters and schedule, into "
+            "CAPTURE_DIR/NAMESPACE/NAME/. Stops at endTime, after --duration, when every "
+            "replayed file has ended, or on Ctrl-C; then prints the status as "
+            "`kubectl get packetcapture -o yaml` shows it."
+        ),
+    )
+    run.add_argument("capture", metavar="CAPTURE.yaml", help="PacketCapture resource(s)")
+    _endpoints_arg(run, required=True)
+    run.add_argument("--node", required=True, help="this node's name (endpoints' spec.node)")
+    run.add_argument("--capture-dir", required=True, type=Path, metavar="DIR")
+    source = run.add_mutually_exclusive_group(required=True)
+    source.add_argument("--live", action="store_true", help="capture live (AF_PACKET; root)")
+    source.add_argument(
+        "--replay",
+        action="append",
+        metavar="IFACE=FILE",
+        help="replay FILE (pcap/pcapng) as interface IFACE; repeat for more",
+    )
+    source.add_argument(
+        "--replay-dir", type=Path, metavar="DIR", help="replay DIR/IFACE.pcap for each interface"
+    )
+    run.add_argument("--duration", type=_positive_float, metavar="S", help="stop after S seconds")
+    run.add_argument("--speed", type=_positive_float, help="replay paced at SPEED x real time")
+    run.add_argument(
+        "--count", type=_positive_int, metavar="N", help="stop each interface after N packets"
+    )
+    run.add_argument("--max-size-bytes", type=_positive_int, metavar="N", default=10_000_000)
+    run.add_argument("--rotation-seconds", type=_positive_int, metavar="N", default=3600)
+    run.add_argument("--max-files", type=_positive_int, metavar="N", default=2)
+    run.add_argument("--snaplen", type=_positive_int, metavar="N", default=262144)
+    run.add_argument("--format", choices=("pcap", "pcapng"), default="pcap")
+    run.add_argument(
+        "--promiscuous", action="store_true", help="live: put interfaces in promiscuous mode"
+    )
+    run.add_argument("--status-file", type=Path, metavar="FILE", help="also write the status here")
+    run.add_argument(
+        "--progress",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="live progress table (auto: when stderr is a terminal)",
+    )
+    run.set_defaults(func=run_run)
+
+    status = subparsers.add_parser(
+        "status",
+        help="print a capture's status on a node from its capture directory",
+        description="Print the status entry `run` left for NAMESPACE/NAME on NODE.",
+    )
+    status.add_argument("target", metavar="NAMESPACE/NAME")
+    status.add_argument("--capture-dir", required=True, type=Path, metavar="DIR")
+    status.add_argument("--node", required=True)
+    status.set_defaults(func=run_status)
+
+    plan = subparsers.add_parser(
+        "plan",
+        help="show what a capture would capture, without capturing",
+        description=(
+            "For each capture: the endpoints it selects on each node and their interfaces, "
+            "the BPF program's size, the libpcap expression, and the worst-case disk use."
+        ),
+    )
+    plan.add_argument("capture", metavar="CAPTURE.yaml")
+    _endpoints_arg(plan, required=True)
+    plan.add_argument("--node", help="only this node")
+    plan.add_argument("--max-size-bytes", type=_positive_int, metavar="N", default=10_000_000)
+    plan.add_argument("--max-files", type=_positive_int, metavar="N", default=2)
+    plan.set_defaults(func=run_plan)
+
+
+def _endpoints_arg(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    parser.add_argument(
+        "--endpoints",
+        required=required,
+        metavar="ENDPOINTS.yaml",
+        help="WorkloadEndpoint resources (a list, or several documents)",
+    )
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+# --- loading ----------------------------------------------------------------------------
+
+
+class _InputError(Exception):
+    """Bad input: already printed, exit 1."""
+
+
+def _load(path: str, want: type[PacketCapture] | type[WorkloadEndpoint]) -> list:  # type: ignore[type-arg]
+    try:
+        resources = load_all(Path(path))
+    except FileNotFoundError:
+        _err(f"{path}: no such file")
+        raise _InputError from None
+    except OSError as exc:
+        _err(f"{path}: cannot read: {exc.strerror or exc}")
+        raise _InputError from None
+    except ValidationError as exc:
+        for line in exc.lines():
+            _err(f"{path}: {line}")
+        raise _InputError from None
+    chosen = [r for r in resources if isinstance(r, want)]
+    if not chosen:
+        _err(f"{path}: no {want.KIND} resources found")
+        raise _InputError
+    return chosen
+
+
+def _err(message: str) -> None:
+    print(f"packetcapture: {message}", file=sys.stderr)
+
+
+# --- run --------------------------------------------------------------------------------
+
+
+def run_run(args: argparse.Namespace) -> int:
+    """Run the agent until a stop condition; print and write the final status."""
+    try:
+        captures: list[PacketCapture] = _load(args.capture, PacketCapture)
+        endpoints: list[WorkloadEndpoint] = _load(args.endpoints, WorkloadEndpoint)
+        settings = CaptureSettings(
+            max_size_bytes=args.max_size_bytes,
+            rotation_seconds=args.rotation_seconds,
+            max_files=args.max_files,
+            snaplen=args.snaplen,
+            format=args.format,
+        )
+        backend = _backend(args)
+    except _InputError:
+        return 1
+    except ValidationError as exc:
+        _err(" | ".join(exc.lines()))
+        return 2
+    except PacketCaptureError as exc:
+        _err(str(exc))
+        return 1
+
+    mine = [e for e in endpoints if e.spec.node == args.node]
+    if not mine:
+        nodes = sorted({e.spec.node for e in endpoints})
+        _err(f"{args.endpoints}: no endpoints on node {args.node!r} (nodes: {', '.join(nodes)})")
+        return 1
+
+    stop = threading.Event()
+    progress = _Progress(sys.stderr, args.progress)
+    replay = not args.live
+
+    def on_status(namespace: str, name: str, status: PacketCaptureStatus) -> None:
+        entry = status.files[0]
+        _write_state_file(args.capture_dir, namespace, name, args.node, entry)
+        if not progress.enabled:
+            print(
+                f"{_stamp()} {namespace}/{name} on {args.node}: {entry.state} "
+                f"({len(entry.file_names)} file{'s' if len(entry.file_names) != 1 else ''})",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    previous = _install_sigint(stop)
+    try:
+        agent = NodeAgent(
+            args.node,
+            backend,
+            args.capture_dir,
+            settings,
+            SystemClock(),
+            on_status_change=on_status,
+            # A replayed file that cannot be opened will not open later either.
+            retry=None if replay else DEFAULT_RETRY,
+            packet_limit=args.count,
+        )
+    except (PacketCaptureError, OSError) as exc:
+        _err(str(exc))
+        _restore_sigint(previous)
+        return 1
+    try:
+        for capture in captures:
+            agent.apply(capture)
+        for endpoint in mine:
+            agent.upsert_endpoint(endpoint)
+        deadline = time.monotonic() + args.duration if args.duration else None
+        while not stop.is_set():
+            timeout = 0.25
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                timeout = min(timeout, left)
+            agent.step(timeout=timeout)
+            progress.show(agent)
+            if agent.idle():
+                break
+    except PacketCaptureError as exc:
+        agent.close()
+        progress.clear()
+        _err(str(exc))
+        _restore_sigint(previous)
+        return 1
+    finally:
+        _restore_sigint(previous)
+    agent.close()
+    progress.clear()
+    return _final_status(args, agent)
+
+
+def _backend(args: argparse.Namespace) -> CaptureBackend:
+    if args.live:
+        return get_backend("afpacket", promiscuous=args.promiscuous)
+    if args.replay:
+        files: dict[str, Path] = {}
+        for item in args.replay:
+            iface, sep, file = item.partition("=")
+            if not sep or not iface or not file:
+                _err(f"--replay {item!r}: expected IFACE=FILE")
+                raise _InputError
+            if not Path(file).is_file():
+                _err(f"--replay {item!r}: {file}: no such file")
+                raise _InputError
+            files[iface] = Path(file)
+        return get_backend("replay", files=files, speed=args.speed)
+    if not args.replay_dir.is_dir():
+        _err(f"--replay-dir {args.replay_dir}: no such directory")
+        raise _InputError
+    return get_backend("replay", directory=args.replay_dir, speed=args.speed)
+
+
+def _final_status(args: argparse.Namespace, agent: NodeAgent) -> int:
+    documents = []
+    failed = False
+    for capture in agent.captures():
+        status = agent.status(*capture.key)
+        details = agent.details(*capture.key)
+        for iface in details.interfaces:
+            if iface.error:
+                failed = True
+                _err(f"{capture.namespace}/{capture.name} {iface.interface}: {iface.error}")
+            print(
+                f"{capture.namespace}/{capture.name} {iface.endpoint} {iface.interface}: "
+                f"{iface.packets} packets, {iface.bytes} bytes, {iface.dropped} dropped, "
+                f"{iface.filtered} filtered",
+                file=sys.stderr,
+            )
+        documents.append(attrs.evolve(capture, status=status))
+    text = dumps(documents[0]) if len(documents) == 1 else dumps(documents)
+    sys.stdout.write(text)
+    if args.status_file is not None:
+        try:
+            args.status_file.write_text(text)
+        except OSError as exc:
+            _err(f"--status-file {args.status_file}: {exc.strerror or exc}")
+            return 1
+    return 1 if failed else 0
+
+
+def _write_state_file(
+    capture_dir: Path, namespace: str, name: str, node: str, entry: PacketCaptureFile
+) -> None:
+    path = capture_dir / namespace / name / STATUS_FILE.format(node=node)
+    try:
+        if path.parent.is_dir():
+            data = to_dict_entry(entry)
+            path.write_text(yaml.safe_dump(data, sort_keys=False))
+    except OSError as exc:
+        logger.warning("cannot write %s: %s", path, exc)
+
+
+def to_dict_entry(entry: PacketCaptureFile) -> dict[str, object]:
+    """Return one status entry in its wire form (``fileNames``, ``state`` strings)."""
+    capture = PacketCapture(status=PacketCaptureStatus(files=(entry,)))
+    files = to_dict(capture)["status"]["files"]
+    return dict(files[0])
+
+
+def _stamp() -> str:
+    return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _install_sigint(stop: threading.Event) -> object:
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    return previous
+
+
+def _restore_sigint(previous: object) -> None:
+    if previous is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, previous)  # type: ignore[arg-type]
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+class _Progress:
+    """A live table on a terminal: one line per endpoint interface, redrawn in place."""
+
+    def __init__(self, stream: TextIO, mode: str) -> None:
+        self.stream = stream
+        tty = hasattr(stream, "isatty") and stream.isatty()
+        self.enabled = mode == "always" or (mode == "auto" and tty)
+        self._lines = 0
+        self._last = 0.0
+
+    def show(self, agent: NodeAgent) -> None:
+        if not self.enabled or time.monotonic() - self._last < 0.5:
+            return
+        self._last = time.monotonic()
+        head = ("CAPTURE", "INTERFACE", "STATE", "PACKETS", "BYTES", "DROPS")
+        rows = ["{:<32} {:<16} {:<18} {:>9} {:>11} {:>6}".format(*head)]
+        for capture in agent.captures():
+            details = agent.details(*capture.key)
+            label = f"{capture.namespace}/{capture.name}"
+            if not details.interfaces:
+                rows.append(f"{label:<32} {'-':<16} {details.state.value:<18}")
+            for iface in details.interfaces:
+                rows.append(
+                    f"{label:<32} {iface.interface:<16} {iface.state.value:<18} "
+                    f"{iface.packets:>9} {iface.bytes:>11} {iface.dropped:>6}"
+                )
+        self.clear()
+        self.stream.write("\n".join(rows) + "\n")
+        self.stream.flush()
+        self._lines = len(rows)
+
+    def clear(self) -> None:
+        if self.enabled and self._lines:
+            self.stream.write(f"\x1b[{self._lines}F\x1b[J")
+            self.stream.flush()
+            self._lines = 0
+
+
+# --- status -----------------------------------------------------------------------------
+
+
+def run_status(args: argparse.Namespace) -> int:
+    """Print a capture's status on a node, from the files and the state `run` left."""
+    namespace, sep, name = args.target.partition("/")
+    if not sep or not namespace or not name:
+        _err(f"{args.target!r}: expected NAMESPACE/NAME")
+        return 2
+    try:
+        entry = list_capture_files(args.capture_dir, namespace, name, args.node)
+    except PacketCaptureError as exc:
+        _err(str(exc))
+        return 1
+    state_path = args.capture_dir / namespace / name / STATUS_FILE.format(node=args.node)
+    state: CaptureState | None = None
+    try:
+        saved = yaml.safe_load(state_path.read_text())
+        state = CaptureState(saved.get("state")) if isinstance(saved, dict) else None
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        _err(f"{state_path}: unreadable state ({exc}); showing files only")
+    if state is None and not entry.file_names:
+        _err(f"no capture {namespace}/{name} on node {args.node} under {args.capture_dir}")
+        return 1
+    entry = attrs.evolve(entry, state=state)
+    sys.stdout.write(yaml.safe_dump({"status": {"files": [to_dict_entry(entry)]}}, sort_keys=False))
+    return 0
+
+
+# --- plan -------------------------------------------------------------------------------
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    """Print, without capturing, what each capture would capture where."""
+    try:
+        captures: list[PacketCapture] = _load(args.capture, PacketCapture)
+        endpoints: list[WorkloadEndpoint] = _load(args.endpoints, WorkloadEndpoint)
+    except _InputError:
+        return 1
+    out: list[str] = []
+    for capture in captures:
+        scoped = parse(effective_selector(capture.spec.selector, capture.namespace))
+        selected = [e for e in endpoints if scoped.evaluate(e.selector_labels())]
+        if args.node:
+            selected = [e for e in selected if e.spec.node == args.node]
+        program = compile_filters(capture.spec.filters)
+        expression = pcap_expression(capture.spec.filters) or "(everything)"
+        interfaces = len(selected)
+        worst = interfaces * (args.max_files + 1) * args.max_size_bytes
+        out.append(f"{capture.namespace}/{capture.name}")
+        out.append(f"  selector:   {scoped}")
+        out.append(f"  filter:     {expression}")
+        out.append(f"  bpf:        {len(program)} instructions")
+        out.append(f"  schedule:   {_window(capture)}")
+        nodes = sorted({e.spec.node for e in selected})
+        if not selected:
+            out.append("  endpoints:  none selected")
+        for node in nodes:
+            out.append(f"  node {node}:")
+            for e in sorted(selected, key=lambda e: e.key):
+                if e.spec.node == node:
+                    out.append(
+                        f"    {e.namespace}/{e.metadata.name}  pod {e.pod_name}  "
+                        f"interface {e.spec.interface_name or '(none)'}"
+                    )
+        out.append(
+            f"  disk:       at most {_size(worst)} "
+            f"({interfaces} interface{'s' if interfaces != 1 else ''} x "
+            f"({args.max_files} rotated + 1 active) x {_size(args.max_size_bytes)})"
+        )
+    print("\n".join(out))
+    return 0
+
+
+def _window(capture: PacketCapture) -> str:
+    start, end = capture.spec.start_time, capture.spec.end_time
+    fmt = "%Y-%m-%dT%H:%M:%SZ"
+    left = start.strftime(fmt) if start else "now"
+    right = end.strftime(fmt) if end else "until deleted"
+    return f"{left} -> {right}"
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000  # type: ignore[assignment]
+    return str(n)

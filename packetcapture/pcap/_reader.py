@@ -1,0 +1,488 @@
+"""A fast streaming reader for classic pcap and pcapng files.
+
+The reader pulls the file in large chunks and decodes records with
+``struct.Struct.unpack_from`` straight from the buffer, so iterating costs well under a
+microsecond per packet. Corrupt or truncated input raises :class:`PcapError` with the byte
+offset of the bad record, but only after every good record before it has been yielded.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Iterator
+from types import TracebackType
+from typing import IO, Any, NamedTuple
+
+from packetcapture.errors import PcapError
+from packetcapture.pcap._format import (
+    BT_EPB,
+    BT_IDB,
+    BT_PB,
+    BT_SHB,
+    BT_SPB,
+    BYTE_ORDER_MAGIC,
+    LINKTYPE_ETHERNET,
+    MAGIC_MICRO,
+    MAGIC_NANO,
+    PCAP_HEADER_LEN,
+)
+
+__all__ = [
+    "InterfaceInfo",
+    "PcapReader",
+    "PcapRecord",
+    "PcapTruncatedError",
+    "count_packets",
+]
+
+_CHUNK = 1 << 20
+# libpcap refuses records larger than this unless the header's snaplen is larger.
+_MAX_SNAPLEN = 262144
+# A pcapng block larger than this is treated as corrupt rather than read into memory.
+_MAX_BLOCK = 1 << 28
+_NS = 1_000_000_000
+
+
+class PcapTruncatedError(PcapError):
+    """The file ends in the middle of a header, record or block (a torn tail).
+
+    ``offset`` is where the incomplete part starts: truncating the file there leaves a
+    valid file holding every complete record.
+    """
+
+
+class PcapRecord(NamedTuple):
+    """One packet: timestamp (ns since the epoch), captured bytes, original length.
+
+    ``interface_id`` indexes :attr:`PcapReader.interfaces` (always 0 for classic pcap) and
+    ``linktype`` is that interface's link type.
+    """
+
+    timestamp_ns: int
+    data: bytes
+    wire_len: int
+    interface_id: int
+    linktype: int
+
+
+class InterfaceInfo(NamedTuple):
+    """An interface of a capture file (a pcapng IDB, or the classic pcap header)."""
+
+    linktype: int
+    snaplen: int
+    name: str | None = None
+    description: str | None = None
+    #: Timestamp ticks per second (1e6 for microseconds, 1e9 for nanoseconds).
+    ticks_per_second: int = 1_000_000
+    #: ``if_tsoffset`` in seconds, added to every timestamp.
+    offset_seconds: int = 0
+
+
+def _ts_converter(info: InterfaceInfo) -> tuple[int, int, int]:
+    # ns = ticks * mult // div + offset; exact for the power-of-ten resolutions.
+    tps = info.ticks_per_second
+    if _NS % tps == 0:
+        return _NS // tps, 1, info.offset_seconds * _NS
+    return _NS, tps, info.offset_seconds * _NS
+
+
+_END = object()
+
+
+class _NgState:
+    """Per-section decoding state of a pcapng file (byte order, interfaces)."""
+
+    def __init__(self) -> None:
+        self.set_order("<")
+
+    def set_order(self, order: str) -> None:
+        self.order = order
+        self.head = struct.Struct(order + "II")
+        self.epb = struct.Struct(order + "IIIII")
+        self.u32 = struct.Struct(order + "I")
+        # A new section starts with no interfaces.
+        self.convs: list[tuple[int, int, int]] = []
+        self.links: list[int] = []
+
+
+class PcapReader:
+    """Read packets from a classic pcap or pcapng file.
+
+    ``source`` is a path or a binary file object opened for reading (a path is opened and
+    closed by the reader; a file object is left open). Classic pcap with microsecond or
+    nanosecond magic in either byte order and pcapng (Section Header, Interface
+    Description, Enhanced / Simple / obsolete Packet blocks; other blocks skipped) are read.
+
+    Iterating yields ``(timestamp_ns, data, wire_len)`` tuples; :meth:`records` yields
+    :class:`PcapRecord` with the interface as well. A reader is a single pass: iterating
+    again continues where the last iteration stopped.
+
+    Raises :class:`PcapError` (``path`` and ``offset`` set) for a bad header at
+    construction and for corrupt records while iterating, and :class:`PcapTruncatedError`
+    when the file ends mid-record.
+    """
+
+    def __init__(self, source: str | os.PathLike[str] | IO[bytes]) -> None:
+        if isinstance(source, str | os.PathLike):
+            self.path: str | None = os.fspath(source)
+            try:
+                self._file: IO[bytes] = open(self.path, "rb")  # noqa: SIM115
+            except OSError as exc:
+                raise PcapError(f"cannot open: {exc.strerror}", path=self.path) from exc
+            self._owns = True
+        else:
+            name = getattr(source, "name", None)
+            self.path = name if isinstance(name, str) else None
+            self._file = source
+            self._owns = False
+        self._buf = b""
+        self._pos = 0
+        self._base = 0  # file offset of _buf[0]
+        self._eof = False
+        #: Interfaces seen so far (pcapng grows this while reading).
+        self.interfaces: list[InterfaceInfo] = []
+        #: ``"pcap"`` or ``"pcapng"``.
+        self.format: str
+        #: True when classic pcap timestamps are nanoseconds.
+        self.nanosecond = False
+        #: ``"<"`` or ``">"``: the byte order of the (first) section.
+        self.byte_order = "<"
+        try:
+            self._read_header()
+        except BaseException:
+            self.close()
+            raise
+        first = self.interfaces[0] if self.interfaces else None
+        #: Link type of the first interface (Ethernet for a pcapng file with none).
+        self.linktype: int = first.linktype if first else LINKTYPE_ETHERNET
+        #: Snap length of the first interface (262144 for a pcapng file with none).
+        self.snaplen: int = first.snaplen if first else _MAX_SNAPLEN
+        self._gen: Iterator[PcapRecord] | None = None
+        self._tuples: Iterator[tuple[int, bytes, int]] | None = None
+
+    # -- buffer handling -------------------------------------------------------------
+
+    def _fill(self, need: int) -> bool:
+        """Make ``need`` bytes available at ``_pos``; False at end of file."""
+        while len(self._buf) - self._pos < need:
+            if self._eof:
+                return False
+            try:
+                more = self._file.read(max(_CHUNK, need))
+            except OSError as exc:
+                raise PcapError(
+                    f"read failed: {exc.strerror}", path=self.path, offset=self._base + self._pos
+                ) from exc
+            if not more:
+                self._eof = True
+                return False
+            self._base += self._pos
+            self._buf = self._buf[self._pos :] + more
+            self._pos = 0
+        return True
+
+    def _error(self, message: str, at: int) -> PcapError:
+        offset = self._base + at
+        if self.path is None:  # PcapError shows the offset only next to a path
+            message = f"{message} (at byte {offset})"
+        return PcapError(message, path=self.path, offset=offset)
+
+    def _truncated(self, what: str, at: int) -> PcapError:
+        offset = self._base + at
+        message = f"truncated {what}"
+        if self.path is None:
+            message += f" (at byte {offset})"
+        return PcapTruncatedError(message, path=self.path, offset=offset)
+
+    # -- headers ----------------------------------------------------------------------
+
+    def _read_header(self) -> None:
+        if not self._fill(4):
+            if len(self._buf) == self._pos:
+                raise PcapError("empty file: no pcap header", path=self.path, offset=0)
+            raise self._truncated("file header", self._pos)
+        head = self._buf[self._pos : self._pos + 4]
+        if head == b"\x0a\x0d\x0d\x0a":
+            self.format = "pcapng"
+            self._peek_pcapng()
+            return
+        for order in ("<", ">"):
+            (magic,) = struct.unpack(order + "I", head)
+            if magic in (MAGIC_MICRO, MAGIC_NANO):
+                self.format = "pcap"
+                self.byte_order = order
+                self.nanosecond = magic == MAGIC_NANO
+                break
+        else:
+            raise PcapError(
+                f"not a pcap or pcapng file (magic {head.hex()})", path=self.path, offset=0
+            )
+        if not self._fill(PCAP_HEADER_LEN):
+            raise self._truncated("pcap file header", self._pos)
+        _m, major, _minor, _zone, _sig, snaplen, network = struct.unpack_from(
+            self.byte_order + "IHHiIII", self._buf, self._pos
+        )
+        if major != 2:
+            raise PcapError(f"unsupported pcap version {major}", path=self.path, offset=4)
+        # The upper bits of the link-type field carry FCS information.
+        self.interfaces.append(
+            InterfaceInfo(
+                network & 0xFFFF,
+                snaplen,
+                ticks_per_second=_NS if self.nanosecond else 1_000_000,
+            )
+        )
+        self._pos += PCAP_HEADER_LEN
+
+    def _peek_pcapng(self) -> None:
+        """Find the first interface without consuming anything (iteration re-reads it)."""
+        start = self._pos
+        pos = start
+        order = "<"
+        while True:
+            if not self._fill(pos - self._pos + 12):
+                break
+            btype_raw = self._buf[pos : pos + 4]
+            if btype_raw == b"\x0a\x0d\x0d\x0a":
+                order = self._shb_order(pos)
+                if pos == start:
+                    self.byte_order = order
+            btype, blen = struct.unpack_from(order + "II", self._buf, pos)
+            if blen < 12 or blen % 4 or blen > _MAX_BLOCK:
+                raise self._error(f"bad pcapng block length {blen}", pos)
+            if btype == BT_IDB:
+                if not self._fill(pos - self._pos + blen):
+                    break
+                self.interfaces.append(self._parse_idb(order, pos, blen))
+                break
+            if btype in (BT_EPB, BT_SPB, BT_PB):
+                break
+            if not self._fill(pos - self._pos + blen):
+                break
+            pos += blen
+
+    def _shb_order(self, pos: int) -> str:
+        (le,) = struct.unpack_from("<I", self._buf, pos + 8)
+        if le == BYTE_ORDER_MAGIC:
+            return "<"
+        (be,) = struct.unpack_from(">I", self._buf, pos + 8)
+        if be == BYTE_ORDER_MAGIC:
+            return ">"
+        raise self._error("bad pcapng byte-order magic", pos + 8)
+
+    def _parse_idb(self, order: str, pos: int, blen: int) -> InterfaceInfo:
+        if blen < 20:
+            raise self._error("interface description block too short", pos)
+        linktype, _res, snaplen = struct.unpack_from(order + "HHI", self._buf, pos + 8)
+        name = desc = None
+        tps = 1_000_000
+        offset = 0
+        opt = pos + 16
+        end = pos + blen - 4
+        while opt + 4 <= end:
+            code, length = struct.unpack_from(order + "HH", self._buf, opt)
+            if code == 0:
+                break
+            value = self._buf[opt + 4 : opt + 4 + length]
+            if opt + 4 + length > end:
+                raise self._error("interface option runs past its block", opt)
+            if code == 2:
+                name = value.decode("utf-8", "replace")
+            elif code == 3:
+                desc = value.decode("utf-8", "replace")
+            elif code == 9 and length >= 1:
+                res = value[0]
+                tps = 2 ** (res & 0x7F) if res & 0x80 else 10**res
+            elif code == 14 and length >= 8:
+                (offset,) = struct.unpack(order + "q", value[:8])
+            opt += 4 + length + (-length % 4)
+        return InterfaceInfo(linktype, snaplen, name, desc, tps, offset)
+
+    # -- iteration --------------------------------------------------------------------
+
+    def records(self) -> Iterator[PcapRecord]:
+        """Yield every packet as a :class:`PcapRecord` (with its interface)."""
+        if self._gen is None:
+            self._gen = self._iter_pcap() if self.format == "pcap" else self._iter_pcapng()
+        return self._gen
+
+    def __iter__(self) -> Iterator[tuple[int, bytes, int]]:
+        """Yield ``(timestamp_ns, data, wire_len)`` for every packet."""
+        if self._tuples is None:
+            if self._gen is None:
+                self._tuples = (
+                    self._iter_pcap_tuples() if self.format == "pcap" else self._iter_pcapng(True)
+                )
+            else:
+                self._tuples = (r[:3] for r in self.records())
+        return self._tuples
+
+    def _iter_pcap_tuples(self) -> Iterator[tuple[int, bytes, int]]:
+        # The hot path of the replay backend: kept free of attribute lookups.
+        unpack = struct.Struct(self.byte_order + "IIII").unpack_from
+        mult = 1 if self.nanosecond else 1000
+        maxcap = max(self.snaplen, _MAX_SNAPLEN)
+        while True:
+            buf = self._buf
+            pos = self._pos
+            end = len(buf)
+            try:
+                while pos + 16 <= end:
+                    sec, frac, caplen, wire = unpack(buf, pos)
+                    if caplen > maxcap:
+                        raise self._error(
+                            f"record captured length {caplen} exceeds the maximum {maxcap}", pos
+                        )
+                    nxt = pos + 16 + caplen
+                    if nxt > end:
+                        break
+                    yield (sec * _NS + frac * mult, buf[pos + 16 : nxt], wire)
+                    pos = nxt
+            finally:
+                self._pos = pos
+            if not self._fill(end - pos + 1):
+                if self._pos < len(self._buf):
+                    left = len(self._buf) - self._pos
+                    what = "record header" if left < 16 else "record data"
+                    raise self._truncated(what, self._pos)
+                return
+
+    def _iter_pcap(self) -> Iterator[PcapRecord]:
+        linktype = self.linktype
+        new = tuple.__new__
+        for ts, data, wire in self._iter_pcap_tuples():
+            yield new(PcapRecord, (ts, data, wire, 0, linktype))
+
+    def _iter_pcapng(self, tuples: bool = False) -> Iterator[Any]:
+        st = _NgState()
+        new = tuple.__new__  # much cheaper than calling the NamedTuple class
+        self.interfaces = []
+        while True:
+            # Fast path: whole, well-formed Enhanced Packet Blocks already in the buffer.
+            buf = self._buf
+            pos = self._pos
+            end = len(buf)
+            head = st.head.unpack_from
+            epb = st.epb.unpack_from
+            u32 = st.u32.unpack_from
+            convs = st.convs
+            links = st.links
+            try:
+                while pos + 8 <= end:
+                    btype, blen = head(buf, pos)
+                    nxt = pos + blen
+                    if btype != BT_EPB or blen < 32 or nxt > end:
+                        break
+                    iface, hi, lo, caplen, wire = epb(buf, pos + 8)
+                    if iface >= len(convs) or caplen > blen - 32 or u32(buf, nxt - 4)[0] != blen:
+                        break  # the slow path reports the problem
+                    mult, div, off = convs[iface]
+                    ticks = (hi << 32) | lo
+                    ts = (ticks * mult if div == 1 else ticks * mult // div) + off
+                    data = buf[pos + 28 : pos + 28 + caplen]
+                    if tuples:
+                        yield (ts, data, wire)
+                    else:
+                        yield new(PcapRecord, (ts, data, wire, iface, links[iface]))
+                    pos = nxt
+            finally:
+                self._pos = pos
+            rec = self._ng_block(st)
+            if rec is _END:
+                return
+            if rec is not None:
+                yield rec[:3] if tuples else rec  # type: ignore[index]
+
+    def _ng_block(self, st: _NgState) -> PcapRecord | object | None:
+        """Handle one block the fast path did not: returns a record, None, or _END."""
+        if not self._fill(8):
+            if self._pos < len(self._buf):
+                raise self._truncated("block header", self._pos)
+            return _END
+        pos = self._pos
+        buf = self._buf
+        if buf[pos : pos + 4] == b"\x0a\x0d\x0d\x0a":
+            if not self._fill(12):
+                raise self._truncated("section header block", self._pos)
+            buf = self._buf
+            pos = self._pos
+            st.set_order(self._shb_order(pos))
+            self.interfaces = []
+        order = st.order
+        btype, blen = st.head.unpack_from(buf, pos)
+        if blen < 12 or blen % 4 or blen > _MAX_BLOCK:
+            raise self._error(f"bad pcapng block length {blen}", pos)
+        if not self._fill(blen):
+            raise self._truncated(f"block (type {btype:#x})", self._pos)
+        buf = self._buf
+        pos = self._pos
+        if st.u32.unpack_from(buf, pos + blen - 4)[0] != blen:
+            raise self._error("pcapng block trailing length does not match", pos)
+        rec: PcapRecord | None = None
+        if btype in (BT_EPB, BT_PB):
+            if blen < 32:
+                raise self._error("packet block too short", pos)
+            if btype == BT_EPB:
+                iface, hi, lo, caplen, wire = st.epb.unpack_from(buf, pos + 8)
+            else:
+                (iface,) = struct.unpack_from(order + "H", buf, pos + 8)
+                hi, lo, caplen, wire = struct.unpack_from(order + "IIII", buf, pos + 12)
+            if iface >= len(st.convs):
+                raise self._error(f"packet for unknown interface {iface}", pos)
+            if caplen > blen - 32:
+                raise self._error("packet data runs past its block", pos)
+            mult, div, off = st.convs[iface]
+            ts = ((hi << 32) | lo) * mult // div + off
+            rec = PcapRecord(ts, buf[pos + 28 : pos + 28 + caplen], wire, iface, st.links[iface])
+        elif btype == BT_SPB:
+            if not st.convs:
+                raise self._error("simple packet block before any interface", pos)
+            (wire,) = st.u32.unpack_from(buf, pos + 8)
+            caplen = min(wire, self.interfaces[0].snaplen or wire, blen - 16)
+            # A simple packet block has no timestamp.
+            rec = PcapRecord(0, buf[pos + 12 : pos + 12 + caplen], wire, 0, st.links[0])
+        elif btype == BT_IDB:
+            info = self._parse_idb(order, pos, blen)
+            self.interfaces.append(info)
+            st.convs.append(_ts_converter(info))
+            st.links.append(info.linktype)
+        elif btype == BT_SHB:
+            major = struct.unpack_from(order + "H", buf, pos + 12)[0]
+            if major != 1:
+                raise self._error(f"unsupported pcapng version {major}", pos)
+        self._pos = pos + blen
+        return rec
+
+    # -- lifetime ---------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the file if the reader opened it."""
+        if self._owns:
+            self._file.close()
+
+    def __enter__(self) -> PcapReader:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def count_packets(source: str | os.PathLike[str] | IO[bytes]) -> int:
+    """Count the complete packets in a capture file, ignoring a damaged tail.
+
+    Returns 0 for a file that is not a capture file at all.
+    """
+    n = 0
+    try:
+        with PcapReader(source) as reader:
+            for _ in reader:
+                n += 1
+    except PcapError:
+        pass
+    return n

@@ -1,0 +1,595 @@
+"""Writers: a plain single-file :class:`PcapWriter` and Calico's :class:`RotatingWriter`.
+
+Crash safety of :class:`RotatingWriter`: records are encoded into a memory buffer and
+written with one ``write`` per flush (every ``flush_packets`` packets or
+``flush_interval_ms``, whichever first), so a crash loses at most that window. A failed
+write is rolled back with ``ftruncate`` to the last flushed size, so the file never keeps a
+half record. If the process dies inside a ``write`` the kernel may have stored part of it;
+the next writer for the same interface repairs such a torn tail (truncating it to the last
+complete record) before moving the old active file aside. Files are ``fsync``'d on
+rotation and close, and the directory after each rename.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import errno
+import logging
+import os
+import struct
+from types import TracebackType
+from typing import IO
+
+from packetcapture.errors import PcapError
+from packetcapture.pcap._format import (
+    LINKTYPE_ETHERNET,
+    encode_pcap_header,
+    encode_pcapng_epb,
+    encode_pcapng_idb,
+    encode_pcapng_shb,
+    format_description,
+)
+from packetcapture.pcap._layout import (
+    active_name,
+    base_name,
+    capture_directory,
+    open_capture_dir,
+    rotated_name,
+)
+from packetcapture.pcap._reader import PcapReader, PcapTruncatedError, count_packets
+from packetcapture.pcap._retention import apply_retention, rotated_files
+from packetcapture.pcap._rotation import (
+    RotationReason,
+    seconds_of,
+    should_rotate,
+    unix_microseconds,
+)
+from packetcapture.pcap._settings import CaptureSettings
+
+__all__ = ["PcapWriter", "RotatingWriter", "repair_capture_file"]
+
+log = logging.getLogger(__name__)
+
+_NS = 1_000_000_000
+_RECORD = struct.Struct("<IIII")
+# Flush early when this much is buffered, whatever the policy says, to bound memory.
+_MAX_BUFFER = 4 << 20
+_USER_APPL = "packetcapture"
+
+Now = float | _dt.datetime
+
+
+class PcapWriter:
+    """Write one capture file (classic pcap or pcapng) to an open binary file object.
+
+    The header is written at once. :meth:`write` takes the timestamp in nanoseconds since
+    the epoch, the captured bytes (cut to ``snaplen``) and the original length (default:
+    the captured length). For pcapng one interface is described up front (``name``,
+    ``description``); :meth:`add_interface` adds more. The caller owns the file object.
+    """
+
+    def __init__(
+        self,
+        file: IO[bytes],
+        *,
+        linktype: int = LINKTYPE_ETHERNET,
+        snaplen: int = 262144,
+        nanosecond: bool = False,
+        format: str = "pcap",
+        name: str | None = None,
+        description: str | None = None,
+    ) -> None:
+        if format not in ("pcap", "pcapng"):
+            raise ValueError(f"format must be 'pcap' or 'pcapng', not {format!r}")
+        self._file = file
+        self._nano = nanosecond
+        self._ng = format == "pcapng"
+        self._snaplen: list[int] = []
+        if self._ng:
+            file.write(encode_pcapng_shb(user_application=_USER_APPL))
+            self.add_interface(linktype, snaplen, name=name, description=description)
+        else:
+            file.write(encode_pcap_header(linktype, snaplen, nanosecond=nanosecond))
+            self._snaplen.append(snaplen)
+        #: Packets written so far.
+        self.packets_written = 0
+
+    def add_interface(
+        self,
+        linktype: int,
+        snaplen: int,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+    ) -> int:
+        """Describe another interface (pcapng only) and return its id."""
+        if not self._ng:
+            raise PcapError("a classic pcap file has a single interface")
+        self._file.write(
+            encode_pcapng_idb(
+                linktype, snaplen, name=name, description=description, nanosecond=self._nano
+            )
+        )
+        self._snaplen.append(snaplen)
+        return len(self._snaplen) - 1
+
+    def write(
+        self, timestamp_ns: int, data: bytes, wire_len: int | None = None, interface_id: int = 0
+    ) -> None:
+        """Write one packet."""
+        snaplen = self._snaplen[interface_id]
+        wire = len(data) if wire_len is None else max(wire_len, len(data))
+        if len(data) > snaplen:
+            data = data[:snaplen]
+        if self._ng:
+            self._file.write(
+                encode_pcapng_epb(interface_id, timestamp_ns, data, wire, nanosecond=self._nano)
+            )
+        else:
+            sec, frac = divmod(timestamp_ns, _NS)
+            if not self._nano:
+                frac //= 1000
+            try:
+                head = _RECORD.pack(sec, frac, len(data), wire)
+            except struct.error:
+                raise ValueError(
+                    f"timestamp {timestamp_ns} ns does not fit a pcap record"
+                ) from None
+            self._file.write(head + data)
+        self.packets_written += 1
+
+
+def repair_capture_file(path: str | os.PathLike[str] | int) -> int:
+    """Cut a torn tail (a record the writer died writing) off a capture file.
+
+    ``path`` is a path or a file descriptor open for reading and writing. Returns how many
+    bytes were removed (0 when the file was whole). A file damaged elsewhere than at its
+    tail is left alone and :class:`PcapError` raised.
+    """
+    if isinstance(path, int):
+        fd = os.dup(path)
+        shown = None
+    else:
+        shown = os.fspath(path)
+        try:
+            fd = os.open(shown, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except OSError as exc:
+            raise PcapError(f"cannot open: {exc.strerror}", path=shown) from exc
+    with os.fdopen(fd, "r+b") as f:
+        size = os.fstat(fd).st_size
+        f.seek(0)
+        try:
+            with PcapReader(f) as reader:
+                for _ in reader.records():
+                    pass
+        except PcapTruncatedError as exc:
+            cut = exc.offset or 0
+            os.ftruncate(fd, cut)
+            return size - cut
+        except PcapError as exc:
+            raise PcapError(f"damaged capture file: {exc}", path=shown) from exc
+    return 0
+
+
+class RotatingWriter:
+    """Write one endpoint interface's packets into Calico's rotating capture files.
+
+    Files live in ``{capture_dir}/{namespace}/{capture_name}/``: the active file
+    ``{pod}_{interface}.pcap`` (created on the first packet) and rotated files
+    ``{pod}_{interface}-{unix microseconds}.pcap``. The directory is created (mode 0755)
+    when the writer is made; files get mode 0644.
+
+    Times: every ``now`` argument is the wall-clock time, as Unix seconds (``float``) or an
+    aware ``datetime`` (naive means UTC); the writer never reads a clock. A file's rotation
+    period starts when it is created (its first packet), so every file covers at most
+    ``rotation_seconds`` (Felix counts from its last rotation instead; the new file there
+    exists at once, here on the next packet).
+
+    Rotation: before a write that would take the file past ``max_size_bytes``, or once
+    ``rotation_seconds`` have passed, if the file holds packets. After each rotation the
+    oldest rotated files beyond ``max_files`` are deleted: this interface's files
+    (``settings.retention == "interface"``) or every rotated file in the capture directory
+    (``"directory"``, Felix's behaviour). Deleted packets are counted in
+    :attr:`packets_deleted`, so ``packets_written == packets in kept files +
+    packets_deleted`` (plus :attr:`packets_adopted` when an old active file was found).
+
+    An old active file left by an earlier run (a crash, or a restart of the capture) is
+    repaired and moved aside as a rotated file on the first packet.
+
+    Errors: unsafe names and file-system failures raise :class:`PcapError` (``OSError`` as
+    ``__cause__``); after a write failure the writer refuses further writes, and the file on
+    disk holds every record flushed before. Not thread-safe.
+    """
+
+    def __init__(
+        self,
+        capture_dir: str | os.PathLike[str],
+        namespace: str,
+        capture_name: str,
+        pod: str,
+        interface: str,
+        *,
+        linktype: int = LINKTYPE_ETHERNET,
+        snaplen: int | None = None,
+        settings: CaptureSettings | None = None,
+        node: str = "",
+        description: str | None = None,
+    ) -> None:
+        self.settings = settings or CaptureSettings()
+        self.base = base_name(pod, interface)
+        self.directory = capture_directory(capture_dir, namespace, capture_name)
+        self.pod = pod
+        self.interface = interface
+        self.linktype = linktype
+        self.snaplen = self.settings.snaplen if snaplen is None else snaplen
+        if self.snaplen < 1:
+            raise ValueError("snaplen must be at least 1")
+        self.active_name = active_name(self.base)
+        if description is None:
+            description = format_description(
+                {
+                    "endpoint": f"{namespace}/{pod}",
+                    "interface": interface,
+                    "node": node,
+                    "capture": f"{namespace}/{capture_name}",
+                }
+            )
+        self.description = description
+        s = self.settings
+        self._ng = s.format == "pcapng"
+        self._nano = s.nanosecond
+        self._div = 1 if s.nanosecond else 1000
+        self._max_size = s.max_size_bytes
+        self._flush_packets = s.flush_packets
+        self._flush_interval = s.flush_interval_ms / 1000.0
+        if self._ng:
+            self._header = encode_pcapng_shb(user_application=_USER_APPL) + encode_pcapng_idb(
+                linktype,
+                self.snaplen,
+                name=interface,
+                description=description,
+                nanosecond=s.nanosecond,
+            )
+        else:
+            self._header = encode_pcap_header(linktype, self.snaplen, nanosecond=s.nanosecond)
+        self._dir_fd: int | None = open_capture_dir(
+            capture_dir, namespace, capture_name, create=True
+        )
+        self._fd: int | None = None
+        self._buf = bytearray()
+        self._buf_packets = 0
+        self._buf_since = 0.0
+        self._size = 0  # bytes in the active file, buffered bytes included
+        self._committed = 0  # bytes really written to the active file
+        self._file_packets = 0
+        self._period_start: float | None = None
+        self._known: dict[str, int] = {}  # packets in rotated files this writer made
+        self._failed: PcapError | None = None
+        self._closed = False
+        #: Packets accepted (on disk or buffered), minus any lost to a failed write.
+        self.packets_written = 0
+        #: File bytes accepted (headers included).
+        self.bytes_written = 0
+        #: Packets in files deleted by retention.
+        self.packets_deleted = 0
+        #: Files deleted by retention.
+        self.files_deleted = 0
+        #: Rotations done.
+        self.files_rotated = 0
+        #: Packets in an old active file adopted (moved aside) on the first packet.
+        self.packets_adopted = 0
+        #: Packets buffered when a write failed, and so lost.
+        self.packets_lost = 0
+
+    # -- paths --------------------------------------------------------------------------
+
+    @property
+    def active_path(self) -> os.PathLike[str]:
+        """Path of the active file (it may not exist yet)."""
+        return self.directory / self.active_name
+
+    @property
+    def file_names(self) -> list[str]:
+        """Return this interface's files on disk: rotated ones oldest first, then the active."""
+        try:
+            if self._dir_fd is not None:
+                names = os.listdir(self._dir_fd)
+            else:
+                names = os.listdir(self.directory)
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise PcapError(f"cannot list: {exc.strerror}", path=str(self.directory)) from exc
+        out = [name for _, name in rotated_files(names, self.base)]
+        if self.active_name in names:
+            out.append(self.active_name)
+        return out
+
+    # -- writing ------------------------------------------------------------------------
+
+    def write(self, timestamp_ns: int, data: bytes, wire_len: int, now: Now) -> None:
+        """Write one packet captured at ``timestamp_ns`` (ns since the epoch).
+
+        ``data`` is cut to ``snaplen``; ``wire_len`` is the original length (raised to the
+        captured length if smaller). ``now`` drives rotation and the flush interval.
+        """
+        if self._failed is not None or self._closed:
+            self._refuse()
+        t = now if type(now) is float else seconds_of(now)
+        caplen = len(data)
+        if caplen > self.snaplen:
+            data = data[: self.snaplen]
+            caplen = self.snaplen
+        wire_len = max(wire_len, caplen)
+        if self._ng:
+            record = encode_pcapng_epb(0, timestamp_ns, data, wire_len, nanosecond=self._nano)
+            rec_len = len(record)
+        else:
+            record = b""
+            rec_len = 16 + caplen
+        if self._period_start is None:
+            self._period_start = t
+        if self._file_packets and (
+            self._size + rec_len > self._max_size
+            or t - self._period_start >= self.settings.rotation_seconds
+        ):
+            self.rotate(now)
+        if self._fd is None:
+            self._open_active(now)
+        buf = self._buf
+        if self._ng:
+            buf += record
+        else:
+            sec, frac = divmod(timestamp_ns, _NS)
+            try:
+                buf += _RECORD.pack(sec, frac // self._div, caplen, wire_len)
+            except struct.error:
+                raise ValueError(
+                    f"timestamp {timestamp_ns} ns does not fit a pcap record"
+                ) from None
+            buf += data
+        if not self._buf_packets:
+            self._buf_since = t
+        self._buf_packets += 1
+        self._file_packets += 1
+        self._size += rec_len
+        self.bytes_written += rec_len
+        self.packets_written += 1
+        if (
+            self._buf_packets >= self._flush_packets
+            or t - self._buf_since >= self._flush_interval
+            or len(buf) >= _MAX_BUFFER
+        ):
+            self.flush()
+
+    def should_rotate(self, size: int, now: Now) -> RotationReason | None:
+        """Say whether the active file must rotate before a record of ``size`` bytes.
+
+        ``size`` is the encoded record length (``0`` asks about time alone). Pure: it only
+        looks at the writer's counters.
+        """
+        t = seconds_of(now)
+        return should_rotate(
+            self._size,
+            t,
+            incoming=size,
+            packets=self._file_packets,
+            period_start=t if self._period_start is None else self._period_start,
+            max_size_bytes=self._max_size,
+            rotation_seconds=self.settings.rotation_seconds,
+        )
+
+    def tick(self, now: Now) -> RotationReason | None:
+        """Rotate on time and flush on the interval without a packet; call it periodically.
+
+        Returns the rotation reason when a rotation happened.
+        """
+        if self._failed is not None or self._closed:
+            return None
+        t = seconds_of(now)
+        if self._period_start is None:
+            self._period_start = t
+        reason = self.should_rotate(0, t)
+        if reason is not None:
+            self.rotate(now)
+            return reason
+        if self._buf_packets and t - self._buf_since >= self._flush_interval:
+            self.flush()
+        return None
+
+    def flush(self) -> None:
+        """Write buffered records to the file (no fsync)."""
+        if not self._buf or self._fd is None:
+            return
+        if self._failed is not None:
+            self._refuse()
+        data = bytes(self._buf)
+        try:
+            _write_all(self._fd, data)
+        except OSError as exc:
+            self._fail(exc, "write failed")
+        self._committed += len(data)
+        self._buf.clear()
+        self._buf_packets = 0
+
+    def sync(self) -> None:
+        """Flush and ``fsync`` the active file."""
+        self.flush()
+        if self._fd is not None:
+            try:
+                os.fsync(self._fd)
+            except OSError as exc:
+                self._fail(exc, "fsync failed")
+
+    def rotate(self, now: Now) -> str | None:
+        """Close the active file, rename it to its rotated name and apply retention.
+
+        Returns the rotated file name, or None when there was no active file. The next
+        packet creates a new active file.
+        """
+        if self._fd is None or self._dir_fd is None:
+            return None
+        self.sync()
+        os.close(self._fd)
+        self._fd = None
+        name = self._move_aside(unix_microseconds(now))
+        self._known[name] = self._file_packets
+        self.files_rotated += 1
+        self._period_start = seconds_of(now)
+        self._file_packets = 0
+        self._size = self._committed = 0
+        log.debug("rotated %s/%s", self.directory, name)
+        self._retain()
+        return name
+
+    def close(self) -> None:
+        """Flush, ``fsync`` and close the active file and the directory. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._fd is not None and self._failed is None:
+                self.sync()
+        finally:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+            if self._dir_fd is not None:
+                os.close(self._dir_fd)
+                self._dir_fd = None
+
+    def __enter__(self) -> RotatingWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _refuse(self) -> None:
+        if self._closed:
+            raise PcapError("writer is closed", path=str(self.active_path))
+        assert self._failed is not None
+        raise PcapError(f"writer failed earlier: {self._failed}", path=str(self.active_path))
+
+    def _fail(self, exc: OSError, what: str) -> None:
+        """Roll the file back to its last good size, drop the buffer and raise."""
+        if self._fd is not None:
+            try:
+                os.ftruncate(self._fd, self._committed)
+            except OSError:
+                log.warning("cannot roll back %s after a failed write", self.active_path)
+        self.packets_lost += self._buf_packets
+        self.packets_written -= self._buf_packets
+        self._file_packets -= self._buf_packets
+        self._buf.clear()
+        self._buf_packets = 0
+        self._size = self._committed
+        err = PcapError(f"{what}: {exc.strerror or exc}", path=str(self.active_path))
+        self._failed = err
+        raise err from exc
+
+    def _open_active(self, now: Now) -> None:
+        assert self._dir_fd is not None
+        self._adopt_leftover(now)
+        # Each file's rotation period starts when it is created, on its first packet.
+        self._period_start = seconds_of(now)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            fd = os.open(self.active_name, flags, 0o644, dir_fd=self._dir_fd)
+        except OSError as exc:
+            err = PcapError(
+                f"cannot create capture file: {exc.strerror}", path=str(self.active_path)
+            )
+            self._failed = err
+            raise err from exc
+        self._fd = fd
+        try:
+            os.fchmod(fd, 0o644)
+            _write_all(fd, self._header)
+        except OSError as exc:
+            self._committed = 0
+            self._fail(exc, "cannot write header")
+        self._committed = self._size = len(self._header)
+        self.bytes_written += len(self._header)
+        self._file_packets = 0
+
+    def _adopt_leftover(self, now: Now) -> None:
+        """Repair an old active file from an earlier run and move it aside (or drop it)."""
+        assert self._dir_fd is not None
+        try:
+            fd = os.open(
+                self.active_name, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self._dir_fd
+            )
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            err = PcapError(
+                f"cannot open old capture file: {exc.strerror}", path=str(self.active_path)
+            )
+            self._failed = err
+            raise err from exc
+        try:
+            try:
+                removed = repair_capture_file(fd)
+                if removed:
+                    log.warning("cut a torn %d-byte tail off %s", removed, self.active_path)
+            except PcapError as exc:
+                log.warning("old capture file is damaged, keeping it as is: %s", exc)
+            with os.fdopen(os.dup(fd), "rb") as f:
+                f.seek(0)  # the descriptor's offset is shared with the repair's reads
+                packets = count_packets(f)
+        finally:
+            os.close(fd)
+        if packets == 0:
+            os.unlink(self.active_name, dir_fd=self._dir_fd)
+            return
+        name = self._move_aside(unix_microseconds(now))
+        self._known[name] = packets
+        self.packets_adopted += packets
+        self._retain()
+
+    def _move_aside(self, us: int) -> str:
+        assert self._dir_fd is not None
+        existing = set(os.listdir(self._dir_fd))
+        name = rotated_name(self.base, us)
+        while name in existing:  # two rotations in one microsecond: keep both
+            us += 1
+            name = rotated_name(self.base, us)
+        try:
+            os.rename(self.active_name, name, src_dir_fd=self._dir_fd, dst_dir_fd=self._dir_fd)
+            os.fsync(self._dir_fd)
+        except OSError as exc:
+            err = PcapError(f"cannot rotate: {exc.strerror}", path=str(self.active_path))
+            self._failed = err
+            raise err from exc
+        return name
+
+    def _retain(self) -> None:
+        assert self._dir_fd is not None
+        base = self.base if self.settings.retention == "interface" else None
+        deleted, packets = apply_retention(
+            self._dir_fd,
+            self.settings.max_files,
+            base,
+            self._known,
+            shown_dir=str(self.directory),
+        )
+        for name in deleted:
+            self._known.pop(name, None)
+        self.files_deleted += len(deleted)
+        self.packets_deleted += packets
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        if n <= 0:  # pragma: no cover - a regular file never does this
+            raise OSError(errno.EIO, "short write")
+        view = view[n:]
