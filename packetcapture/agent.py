@@ -389,8 +389,10 @@ class NodeAgent:
                 return
             self._now = self._utcnow()
             for run in self._runs.values():
-                # The capture ends here: the final status says Finished, files kept.
-                self._perform(run, run.schedule.stop(self._now, keep_files=True))
+                # The capture ends here: the final status says Finished, files kept; a
+                # capture in Error stays so, with its reasons, for the final report.
+                if run.schedule.node_state() is not CaptureState.ERROR:
+                    self._perform(run, run.schedule.stop(self._now, keep_files=True))
                 for session in list(run.sessions.values()):
                     self._stop_session(run, session, keep_files=True)
             self._report()
@@ -518,6 +520,9 @@ class NodeAgent:
                     again = run.schedule.failure(session.interface, failure, self._now)
                     pending.extend(again.actions)
                     run.dirty = True
+        if result.node_state_changed and run.key in self._runs:
+            # Every node-state change is reported, not just the last one of a step.
+            self._report_run(run)
 
     def _start_session(self, run: _Run, session: _Session) -> str | None:
         """Open the writer and the source; return the reason on failure."""
@@ -680,16 +685,18 @@ class NodeAgent:
 
     def _report(self) -> None:
         for run in list(self._runs.values()):
-            if not run.dirty:
-                continue
-            run.dirty = False
-            status = PacketCaptureStatus(files=(self._file_entry(run),))
-            if status != run.reported:
-                run.reported = status
-                state = status.files[0].state
-                logger.info("capture %s/%s on %s: %s", *run.key, self.node_name, state)
-                if self.on_status_change is not None:
-                    self.on_status_change(*run.key, status)
+            if run.dirty:
+                self._report_run(run)
+
+    def _report_run(self, run: _Run) -> None:
+        run.dirty = False
+        status = PacketCaptureStatus(files=(self._file_entry(run),))
+        if status != run.reported:
+            run.reported = status
+            state = status.files[0].state
+            logger.info("capture %s/%s on %s: %s", *run.key, self.node_name, state)
+            if self.on_status_change is not None:
+                self.on_status_change(*run.key, status)
 
     # -- internals: misc ----------------------------------------------------------------
 
