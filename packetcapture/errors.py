@@ -7,11 +7,19 @@ The tree::
     ├── SelectorSyntaxError (ValueError)    a label selector does not parse; .column
     ├── FilterCompileError (ValueError)     filters cannot become a BPF program
     ├── InvalidTransitionError              an input the schedule state machine refuses
-    ├── PcapError                           reading or writing capture files
+    │   └── InvalidTimeError (ValueError)   naive datetime, or end not after start
+    │                                       (packetcapture.schedule)
+    ├── PcapError                           reading or writing capture files; .path, .offset
+    │   └── PcapTruncatedError              a file ends inside a record (packetcapture.pcap)
     └── BackendError                        a capture backend failed
         ├── BackendUnavailableError         cannot be used here (no root, no interface)
+        │   └── LinktypeMismatchError       file/interface link type != the program's
         ├── BackendClosedError              the source was closed, or its interface went away
         └── BackendBrokenError              an I/O failure while capturing
+            └── ReplayFileError (+PcapError) a replayed file is corrupt (backends.replay)
+
+The subclasses in parentheses live beside the code that raises them and are re-exported from
+``packetcapture``.
 
 Errors raised because of an ``OSError`` keep it as ``__cause__``.
 """

@@ -462,7 +462,7 @@ def test_bad_input_is_one_line(
         got = main(argv)
     except SystemExit as exc:  # argparse usage errors
         got = int(exc.code or 0)
-    out, err = capsys.readouterr()
+    err = capsys.readouterr().err
     assert got == code
     assert needle in err
     assert "Traceback" not in err

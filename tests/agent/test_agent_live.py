@@ -1,0 +1,323 @@
+"""Live end to end as root: ``packetcapture run --live`` on a veth, checked against tcpdump.
+
+Two network namespaces joined by a veth pair (the backends tests' helpers). The endpoint's
+interface is the veth end in namespace A; two captures select it with different filters.
+The CLI and a tcpdump per capture (the same filter as a libpcap expression, written by
+hand) capture that interface at the same time while known TCP/UDP/ICMP traffic, IPv4 and
+IPv6, goes both ways, plus TCP traffic no filter matches. Our files, all of them and in
+rotation order, must hold exactly tcpdump's packets, byte for byte and in the same order.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import dpkt
+import pytest
+import yaml
+
+from packetcapture.pcap import PcapReader, parse_file_name
+from tests.conftest import REPO, require_tool
+
+BACKENDS = Path(__file__).resolve().parent.parent / "backends"
+if str(BACKENDS) not in sys.path:
+    sys.path.insert(0, str(BACKENDS))  # the backends tests' helpers, as they import them
+
+from backends_netns import VethPair, sh, veth_pair  # noqa: E402
+
+pytestmark = pytest.mark.root
+
+TRAFFIC = BACKENDS / "backends_traffic.py"
+NODE = "node-live"
+NAMESPACE = "live"
+POD = "live-pod"
+DURATION = 6.0  # seconds the agent captures; the traffic takes about one
+#: capture name -> (Calico filters, the same filter as a tcpdump expression)
+CAPTURES: dict[str, tuple[list[dict[str, object]], str]] = {
+    "everything": (
+        [
+            {"protocol": "TCP", "ports": [6000]},
+            {"protocol": "UDP"},
+            {"protocol": "ICMP"},
+            {"protocol": "ICMPv6"},
+        ],
+        "(tcp port 6000) or udp or icmp or icmp6",
+    ),
+    "tcp-only": ([{"protocol": "TCP", "ports": ["5999:6001"]}], "tcp portrange 5999-6001"),
+}
+# A TCP port no filter matches: its SYN/RST exchanges must be in no file.
+NOISE_PORT = 7000
+NOISE = """
+import contextlib, socket, sys
+for family, dst in ((socket.AF_INET, sys.argv[1]), (socket.AF_INET6, sys.argv[2])):
+    with socket.socket(family, socket.SOCK_STREAM) as s, contextlib.suppress(OSError):
+        s.settimeout(2)
+        s.connect((dst, int(sys.argv[3])))
+"""
+
+
+@pytest.fixture
+def pair() -> Iterator[VethPair]:
+    """A veth pair with static neighbours: no ARP or neighbour discovery on the wire."""
+    with veth_pair() as p:
+        for ns, dev, peer_ns, peer_dev, peer_ips in (
+            (p.ns_a, p.dev_a, p.ns_b, p.dev_b, (p.ip4_b, p.ip6_b)),
+            (p.ns_b, p.dev_b, p.ns_a, p.dev_a, (p.ip4_a, p.ip6_a)),
+        ):
+            mac = sh("ip", "-n", peer_ns, "-br", "link", "show", peer_dev).stdout.split()[2]
+            for addr in peer_ips:
+                sh("ip", "-n", ns, "neigh", "replace", addr, "lladdr", mac, "dev", dev,
+                   "nud", "permanent")  # fmt: skip
+        time.sleep(0.3)  # let link-up chatter (MLD reports) pass before capturing
+        yield p
+
+
+def expected_events(p: VethPair) -> list[tuple[str, str, str]]:
+    """(src, dst, what) of every packet backends_traffic.py causes, A->B then B->A."""
+    events = []
+    for src, dst, src6, dst6, tag in (
+        (p.ip4_a, p.ip4_b, p.ip6_a, p.ip6_b, "ab"),
+        (p.ip4_b, p.ip4_a, p.ip6_b, p.ip6_a, "ba"),
+    ):
+        events += [
+            (src, dst, f"udp:5000:udp-{tag}"),
+            (dst, src, "icmp:3"),  # nobody listens: port unreachable
+            (src6, dst6, f"udp:5000:udp-{tag}"),
+            (dst6, src6, "icmp6:1"),
+            (src, dst, "tcp:6000:S"),
+            (dst, src, "tcp:6000:RA"),
+            (src6, dst6, "tcp:6000:S"),
+            (dst6, src6, "tcp:6000:RA"),
+            (src, dst, f"icmp:8:{tag}"),
+            (dst, src, f"icmp:0:{tag}"),
+            (src6, dst6, f"icmp6:128:{tag}"),
+            (dst6, src6, f"icmp6:129:{tag}"),
+        ]
+    return events
+
+
+def describe(frame: bytes) -> tuple[str, str, str]:
+    """(src, dst, what) of one captured Ethernet frame."""
+    ip = dpkt.ethernet.Ethernet(frame).data
+    family = socket.AF_INET if isinstance(ip, dpkt.ip.IP) else socket.AF_INET6
+    src, dst = socket.inet_ntop(family, ip.src), socket.inet_ntop(family, ip.dst)
+    l4 = ip.data
+    if isinstance(l4, dpkt.udp.UDP):
+        return src, dst, f"udp:{l4.dport}:{l4.data.decode()}"
+    if isinstance(l4, dpkt.tcp.TCP):
+        flags = "".join(c for c, bit in (("S", 2), ("R", 4), ("A", 16)) if l4.flags & bit)
+        return src, dst, f"tcp:{min(l4.sport, l4.dport)}:{flags}"
+    kind = "icmp" if isinstance(l4, dpkt.icmp.ICMP) else "icmp6"
+    what = f"{kind}:{l4.type}"
+    if l4.type in (0, 8, 128, 129):  # echo: the helper put its tag in the payload
+        what += f":{bytes(l4.data)[4:].decode()}"
+    return src, dst, what
+
+
+def write_inputs(tmp: Path, p: VethPair) -> tuple[Path, Path]:
+    """The captures and the endpoints (one on this node on the veth, one elsewhere)."""
+    captures = [
+        {
+            "apiVersion": "projectcalico.org/v3",
+            "kind": "PacketCapture",
+            "metadata": {"name": name, "namespace": NAMESPACE},
+            "spec": {"selector": 'app == "live"', "filters": filters},
+        }
+        for name, (filters, _) in CAPTURES.items()
+    ]
+
+    def wep(node: str, pod: str, iface: str) -> dict[str, object]:
+        return {
+            "apiVersion": "projectcalico.org/v3",
+            "kind": "WorkloadEndpoint",
+            "metadata": {
+                "name": f"{node}-k8s-{pod}-eth0",
+                "namespace": NAMESPACE,
+                "labels": {"app": "live"},
+            },
+            "spec": {
+                "node": node,
+                "orchestrator": "k8s",
+                "pod": pod,
+                "endpoint": "eth0",
+                "interfaceName": iface,
+            },
+        }
+
+    endpoints = {
+        "apiVersion": "projectcalico.org/v3",
+        "kind": "WorkloadEndpointList",
+        # The second endpoint is on another node: the agent must not touch its interface.
+        "items": [wep(NODE, POD, p.dev_a), wep("node-elsewhere", "far-pod", p.dev_b)],
+    }
+    cap_file, ep_file = tmp / "captures.yaml", tmp / "endpoints.yaml"
+    cap_file.write_text(yaml.safe_dump_all(captures))
+    ep_file.write_text(yaml.safe_dump(endpoints))
+    return cap_file, ep_file
+
+
+def capture_files(directory: Path) -> list[Path]:
+    """Every capture file in ``directory``, oldest first (rotated by time, then active)."""
+    named = [(parse_file_name(f.name), f) for f in directory.iterdir() if f.suffix == ".pcap"]
+    assert all(n is not None for n, _ in named), named
+    return [
+        f
+        for n, f in sorted(
+            named, key=lambda x: (x[0] is None or x[0].rotated_us is None, x[0] and x[0].rotated_us)
+        )
+    ]
+
+
+def wait_for(what: str, ok: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not ok():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def state_of(capture_dir: Path, name: str) -> str | None:
+    path = capture_dir / NAMESPACE / name / f".status-{NODE}.yaml"
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (FileNotFoundError, yaml.YAMLError):
+        return None  # not yet, or caught half-written
+    return data.get("state") if isinstance(data, dict) else None
+
+
+def tcpdump_listing(tcpdump: str, files: list[Path]) -> list[str]:
+    """``tcpdump -r``'s view of the files in order: one line per packet, every byte in hex."""
+    lines: list[str] = []
+    for f in files:
+        out = subprocess.run(
+            [tcpdump, "-r", str(f), "-nn", "-tt", "-xx"], capture_output=True, text=True, check=True
+        ).stdout
+        lines += out.replace("\n\t", " ").splitlines()
+    return lines
+
+
+def test_live_run_matches_tcpdump(pair: VethPair, tmp_path: Path) -> None:
+    tcpdump = require_tool("tcpdump")
+    capture_file, endpoints_file = write_inputs(tmp_path, pair)
+    capture_dir = tmp_path / "captures"
+    out_path, err_path = tmp_path / "run.out", tmp_path / "run.err"
+    dumps: dict[str, subprocess.Popen[str]] = {}
+    run: subprocess.Popen[bytes] | None = None
+    try:
+        for name, (_, expression) in CAPTURES.items():
+            dump = subprocess.Popen(
+                pair.exec_a(tcpdump, "-i", pair.dev_a, "-n", "-U", "--immediate-mode",
+                            "-w", str(tmp_path / f"ref-{name}.pcap"), expression),
+                stderr=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            dumps[name] = dump
+            assert dump.stderr is not None
+            assert "listening on" in dump.stderr.readline()
+        with out_path.open("wb") as out, err_path.open("wb") as err:
+            run = subprocess.Popen(
+                pair.exec_a(sys.executable, "-m", "packetcapture", "run", str(capture_file),
+                            "--endpoints", str(endpoints_file), "--node", NODE,
+                            "--capture-dir", str(capture_dir), "--live",
+                            "--duration", str(DURATION),
+                            # small files: the packets are spread over several rotated files
+                            "--max-size-bytes", "1000", "--max-files", "100",
+                            "--status-file", str(tmp_path / "status.yaml")),
+                stdout=out, stderr=err, cwd=REPO,
+            )  # fmt: skip
+        wait_for(
+            "the agent to start capturing",
+            lambda: all(state_of(capture_dir, n) == "WaitingForTraffic" for n in CAPTURES)
+            or run.poll() is not None,
+            timeout=15,
+        )
+        assert run.poll() is None, err_path.read_text()
+
+        for ns, dst4, dst6, tag in (
+            (pair.ns_a, pair.ip4_b, pair.ip6_b, "ab"),
+            (pair.ns_b, pair.ip4_a, pair.ip6_a, "ba"),
+        ):
+            sent = subprocess.run(
+                ["ip", "netns", "exec", ns, sys.executable, str(TRAFFIC), dst4, dst6, tag],
+                capture_output=True, text=True, check=True, timeout=10,
+            )  # fmt: skip
+            assert sent.stdout.strip() == "done"
+            sh("ip", "netns", "exec", ns, sys.executable, "-c", NOISE, dst4, dst6,
+               str(NOISE_PORT))  # fmt: skip
+        wait_for(
+            "the agent to see traffic",
+            lambda: all(state_of(capture_dir, n) == "Capturing" for n in CAPTURES),
+            timeout=5,
+        )
+        time.sleep(0.3)  # the last replies reach both capturers
+        assert run.poll() is None, "the run ended before the traffic did: " + err_path.read_text()
+        code = run.wait(timeout=DURATION + 15)
+    finally:
+        for dump in dumps.values():
+            dump.send_signal(signal.SIGINT)
+        for dump in dumps.values():
+            try:
+                dump.wait(5)
+            except subprocess.TimeoutExpired:
+                dump.kill()
+                dump.wait()
+            if dump.stderr is not None:
+                dump.stderr.close()
+        if run is not None and run.poll() is None:
+            run.kill()
+            run.wait()
+
+    err = err_path.read_text()
+    assert code == 0, err
+    assert "Traceback" not in err
+
+    # The final status, as `kubectl get packetcapture -o yaml` shows it.
+    printed = yaml.safe_load(out_path.read_text())
+    assert yaml.safe_load((tmp_path / "status.yaml").read_text()) == printed
+    assert printed["kind"] == "List"
+    items = {item["metadata"]["name"]: item for item in printed["items"]}
+    assert sorted(items) == sorted(CAPTURES)
+
+    events = expected_events(pair)
+    want = {"everything": events, "tcp-only": [e for e in events if e[2].startswith("tcp:")]}
+    assert len(want["everything"]) == 24 and len(want["tcp-only"]) == 8
+    for name, item in items.items():
+        directory = capture_dir / NAMESPACE / name
+        ours = capture_files(directory)
+        assert item["status"] == {
+            "files": [
+                {
+                    "directory": str(capture_dir),
+                    "fileNames": sorted(f.name for f in ours),
+                    "node": NODE,
+                    "state": "Finished",
+                }
+            ]
+        }
+        assert all(f.name.startswith(f"{POD}_{pair.dev_a}") for f in ours)
+        # Reference and ours: same packets, byte for byte, same order, same times (µs).
+        reference = tmp_path / f"ref-{name}.pcap"
+        listing = tcpdump_listing(tcpdump, ours)
+        assert listing == tcpdump_listing(tcpdump, [reference]), name
+        got = [p for f in ours for p in read(f)]
+        assert got == read(reference), name
+        # ... and those are exactly the packets sent that match this capture's filter.
+        assert [describe(data) for _, data, _ in got] == want[name], name
+        assert not any(f":{NOISE_PORT}:" in line for line in listing)
+    # Several rotated files, so reading "all of them, in order" was really tested.
+    assert len(capture_files(capture_dir / NAMESPACE / "everything")) >= 2
+    for name in CAPTURES:
+        assert f"{NAMESPACE}/{name} on {NODE}: Finished" in err, err
+        assert f"{NAMESPACE}/{name} {NAMESPACE}/{NODE}-k8s-{POD}-eth0 {pair.dev_a}: " in err
+    assert f"{len(events)} packets" in err and "0 dropped" in err
+    assert pair.dev_b not in err  # the other node's endpoint was never opened
+
+
+def read(path: Path) -> list[tuple[int, bytes, int]]:
+    with PcapReader(path) as reader:
+        return [(ts, data, wire) for ts, data, wire in reader]
