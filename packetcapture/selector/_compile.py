@@ -57,12 +57,18 @@ def _expr(node: Node) -> str:
             if not values:
                 return "True"
             return f"L.get({label!r}) not in {{{', '.join(map(repr, values))}}}"
+        # For a non-empty needle an absent label can stand in as "", which never matches; an
+        # empty needle matches exactly when the label is present.
+        case (
+            ContainsNode(label, value) | StartsWithNode(label, value) | EndsWithNode(label, value)
+        ) if not value:
+            return f"{label!r} in L"
         case ContainsNode(label, value):
-            return f"({label!r} in L and {value!r} in L[{label!r}])"
+            return f"{value!r} in L.get({label!r}, '')"
         case StartsWithNode(label, value):
-            return f"({label!r} in L and L[{label!r}].startswith({value!r}))"
+            return f"L.get({label!r}, '').startswith({value!r})"
         case EndsWithNode(label, value):
-            return f"({label!r} in L and L[{label!r}].endswith({value!r}))"
+            return f"L.get({label!r}, '').endswith({value!r})"
         case NotNode(operand):
             # `not` binds looser than comparisons and tighter than and/or, and compound
             # operands are already parenthesised, so no parentheses are needed here.

@@ -127,7 +127,10 @@ class SelectorIndex(Generic[S, I]):
         self._file_selector(selector_id, plan, sel.evaluate)
         fn = sel.evaluate
         items = self._items
-        new = {i for i in self._candidate_items(plan) if fn(items[i])}
+        if plan.kind == "scan":
+            new = {i for i, labels in items.items() if fn(labels)}
+        else:
+            new = {i for i in self._candidate_items(plan) if fn(items[i])}
         self._set_matches(selector_id, new)
 
     def delete_selector(self, selector_id: S) -> None:
