@@ -22,7 +22,7 @@ Frame layout decisions:
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Final
+from typing import Any, Final
 
 from packetcapture.bpf import _insn as op
 from packetcapture.bpf._asm import AsmItem, GoTo, JumpTo, Label, assemble
@@ -223,7 +223,7 @@ class _Builder:
         return self._get("br", op.JMP | test | op.K, k, t, f)
 
     def dispatch(self, cases: Sequence[tuple[int, _Node]], default: _Node) -> _Node:
-        """A jeq chain over the value in A, tested in the given order."""
+        """Return a jeq chain over the value in A, tested in the given order."""
         node = default
         for value, target in reversed(cases):
             if target is not default:  # a test that leads where failing it does is waste
@@ -253,13 +253,13 @@ def _proto_cases(table: dict[int, _Node], last: Iterable[int] = ()) -> list[tupl
 # ---------------------------------------------------------------------------------------
 # Range tests: a decision tree over A (16 bits) with "in set" and "not in set" exits.
 
-_Plan = tuple  # nested plan tuples, realised into nodes later
+_Plan = tuple[Any, ...]  # nested plan tuples, realised into nodes later
 
 
 class _RangeTree:
     """Optimal (shortest worst path, then fewest instructions) range-membership trees."""
 
-    _DP_LIMIT = 24
+    _DP_LIMIT = 12
 
     def __init__(self, ranges: Ranges) -> None:
         self.r = ranges
@@ -302,9 +302,7 @@ class _RangeTree:
             for k in splits:
                 p1, s1, right = self.solve(k + 1, j, False, ht)
                 p2, s2, left = self.solve(i, k, lt, True)
-                cands.append(
-                    (1 + max(p1, p2), 1 + s1 + s2, ("br", op.JGT, r[k][1], right, left))
-                )
+                cands.append((1 + max(p1, p2), 1 + s1 + s2, ("br", op.JGT, r[k][1], right, left)))
                 if not big:
                     p1, s1, right = self.solve(k + 1, j, True, ht)
                     p2, s2, left = self.solve(i, k, lt, False)
@@ -330,9 +328,7 @@ def _realise(b: _Builder, plan: _Plan, yes: _Node, no: _Node) -> _Node:
 
 
 class _Gen:
-    def __init__(
-        self, plan: Plan, linktype: int, snaplen: int, vlan: bool, ext: bool
-    ) -> None:
+    def __init__(self, plan: Plan, linktype: int, snaplen: int, vlan: bool, ext: bool) -> None:
         self.b = _Builder()
         self.plan = plan
         self.linktype = linktype
@@ -380,9 +376,7 @@ class _Gen:
             block = self.port_block(ranges)
             if tagged:
                 # X holds the tag length: X += 4 * IHL, generically.
-                ihl = b.ops(
-                    [(_LDBX, l3), (_ANDK, 0xF), (_LSHK, 2), (_ADDX, 0), (_TAX, 0)], block
-                )
+                ihl = b.ops([(_LDBX, l3), (_ANDK, 0xF), (_LSHK, 2), (_ADDX, 0), (_TAX, 0)], block)
                 frag = b.br(op.JSET, 0x1FFF, self.rej, ihl)
                 cases[proto] = b.op(_LDHX, l3 + 6, frag)
             else:
@@ -396,9 +390,7 @@ class _Gen:
     # IPv6 -------------------------------------------------------------------------------
     def final_cases(self) -> dict[int, _Node]:
         """Upper-layer protocol known, X = L4 offset from the network header."""
-        return {
-            p: self.acc if r is None else self.port_block(r) for p, r in self.plan.v6.items()
-        }
+        return {p: self.acc if r is None else self.port_block(r) for p, r in self.plan.v6.items()}
 
     def walk(self) -> _Node:
         """Return W(1): A = type of the first extension header, X = its offset.
@@ -415,13 +407,9 @@ class _Gen:
         after = final
         for _step in range(IPV6_MAX_EXT):
             # A = length - 8 (generic) or 0 (first fragment); then X += A + 8, A = next hdr.
-            tail = b.ops(
-                [(_ADDK, 8), (_ADDX, 0), (_ST, 0), (_LDBX, l3), (_LDXM, 0)], after
-            )
+            tail = b.ops([(_ADDK, 8), (_ADDX, 0), (_ST, 0), (_LDBX, l3), (_LDXM, 0)], after)
             generic = b.ops([(_LDBX, l3 + 1), (_LSHK, 3)], tail)
-            frag = b.ops(
-                [(_LDHX, l3 + 2), (_ANDK, 0xFFF8)], b.br(op.JEQ, 0, tail, nonfirst)
-            )
+            frag = b.ops([(_LDHX, l3 + 2), (_ANDK, 0xFFF8)], b.br(op.JEQ, 0, tail, nonfirst))
             cases = [(e, generic) for e in IPV6_EXT_GENERIC] + [(IPV6_FRAGMENT, frag)]
             after = b.dispatch(cases, final)
         return after
@@ -568,39 +556,48 @@ def _layout(root: _Node) -> list[AsmItem]:
 
 
 def _fix_long_jumps(seq: list[_Slot]) -> None:
-    """Make every conditional jump reach <= 255 ahead: point it at a nearby copy of its
-    ``ret`` (inserted where nothing falls through), or a ``ja`` for other targets."""
-    while True:
-        pos = {id(s): i for i, s in enumerate(seq)}
-        bad = None
-        for i, s in enumerate(seq):
-            if s.kind != "br":
-                continue
-            for ti, t in enumerate(s.targets):
-                if pos[id(t)] - i - 1 > 255:
-                    bad = (i, s, ti, t)
-                    break
-            if bad:
-                break
-        if bad is None:
+    """Make every conditional jump reach at most 255 instructions ahead.
+
+    A too-long jump is pointed at a nearby copy of its ``ret`` (inserted where nothing
+    falls through), or at a ``ja`` for other targets.
+    """
+    for _ in range(64):
+        changed = False
+        i = 0
+        pos = {id(s): n for n, s in enumerate(seq)}
+        while i < len(seq):
+            s = seq[i]
+            if s.kind == "br":
+                for ti, t in enumerate(s.targets):
+                    if pos[id(t)] - i - 1 > 255:
+                        _fix_one(seq, i, s, ti, t)
+                        pos = {id(x): n for n, x in enumerate(seq)}
+                        changed = True
+            i += 1
+        if not changed:
             return
-        i, s, ti, t = bad
-        limit = min(len(seq), i + 257)
-        if t.kind == "ret":
-            near = [q for q in range(i + 1, limit) if seq[q].kind == "ret" and seq[q].k == t.k]
-            if near:
-                s.targets[ti] = seq[near[-1]]
-                continue
-        gaps = [q for q in range(i + 1, limit) if seq[q - 1].kind in ("br", "ret", "ja")]
-        if not gaps:
-            raise FilterCompileError("cannot lay out jumps within 255 instructions")
-        if t.kind == "ret":
-            new = _Slot("ret", t.code, t.k)
-        else:
-            new = _Slot("ja", op.JMP | op.JA, 0)
-            new.targets = [t]
-        seq.insert(gaps[-1], new)
-        s.targets[ti] = new
+    raise FilterCompileError("cannot lay out jumps within 255 instructions")
+
+
+def _fix_one(seq: list[_Slot], i: int, s: _Slot, ti: int, t: _Slot) -> None:
+    limit = min(len(seq), i + 257)
+    if t.kind == "ret":
+        for q in range(limit - 1, i, -1):
+            if seq[q].kind == "ret" and seq[q].k == t.k:
+                s.targets[ti] = seq[q]
+                return
+    gaps = [q for q in range(i + 1, limit) if seq[q - 1].kind in ("br", "ret", "ja")]
+    if not gaps:
+        raise FilterCompileError("cannot lay out jumps within 255 instructions")
+    if t.kind == "ret":
+        new = _Slot("ret", t.code, t.k)
+    else:
+        new = _Slot("ja", op.JMP | op.JA, 0)
+        new.targets = [t]
+    # Midway: later insertions in between cannot push it out of reach at once.
+    at = min(gaps, key=lambda q: abs(q - (i + 128)))
+    seq.insert(at, new)
+    s.targets[ti] = new
 
 
 def compile_filters(
@@ -631,6 +628,10 @@ def compile_filters(
         return BpfProgram.accept_all(linktype, snaplen)
     gen = _Gen(plan, linktype, snaplen, vlan, ipv6_extension_headers)
     root = gen.root()
+    if len(_order(root)) > op.MAX_INSNS:
+        raise FilterCompileError(
+            f"the filters need more than {op.MAX_INSNS} BPF instructions; use fewer ports"
+        )
     items = _layout(root)
     if sum(not isinstance(i, Label) for i in items) > op.MAX_INSNS:
         raise FilterCompileError(

@@ -47,8 +47,7 @@ def _operand(ins: Instruction) -> tuple[str, str]:
         if code == op.LD | op.MEM:
             return "ld", f"M[{k}]"
     elif cls == op.LDX:
-        if code == op.LDX | op.W | op.LEN:
-            return "ldx", "#pktlen"
+        # libpcap's bpf_image() has no name for "ldx len"; print what it prints.
         if code == op.LDX | op.IMM:
             return "ldx", f"#0x{k:x}"
         if code == op.LDX | op.MEM:
@@ -70,7 +69,11 @@ def _operand(ins: Instruction) -> tuple[str, str]:
             return "neg", ""
         o = code & 0xF0
         if o in _ALU_NAMES and code & ~0xF8 == op.ALU:
-            return _ALU_NAMES[op.ALUOp(o)], "x" if code & op.X else f"#0x{k:x}"
+            if code & op.X:
+                return _ALU_NAMES[op.ALUOp(o)], "x"
+            # Like libpcap: bit operations in hex, arithmetic in decimal.
+            hexa = o in (op.ALUOp.AND, op.ALUOp.OR, op.ALUOp.XOR)
+            return _ALU_NAMES[op.ALUOp(o)], f"#0x{k:x}" if hexa else f"#{k}"
     elif code == op.MISC | op.MISC_TAX:
         return "tax", ""
     elif code == op.MISC | op.MISC_TXA:

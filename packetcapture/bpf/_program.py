@@ -89,16 +89,12 @@ class BpfProgram:
         return b"".join(_SOCK_FILTER.pack(*i.as_tuple()) for i in self.instructions)
 
     @classmethod
-    def unpack(
-        cls, data: bytes, linktype: int = 1, snaplen: int = DEFAULT_SNAPLEN
-    ) -> BpfProgram:
+    def unpack(cls, data: bytes, linktype: int = 1, snaplen: int = DEFAULT_SNAPLEN) -> BpfProgram:
         """Build a program from ``struct sock_filter[]`` bytes (the inverse of ``pack``)."""
         size = _SOCK_FILTER.size
         if len(data) % size:
             raise ValueError(f"length {len(data)} is not a multiple of {size}")
-        return cls(
-            (Instruction(*t) for t in _SOCK_FILTER.iter_unpack(data)), linktype, snaplen
-        )
+        return cls((Instruction(*t) for t in _SOCK_FILTER.iter_unpack(data)), linktype, snaplen)
 
     def disassemble(self, fmt: str = "d") -> str:
         """Return the program as ``tcpdump -d`` (``"d"``), ``-dd`` or ``-ddd`` text."""

@@ -72,7 +72,7 @@ def trace(
         cls = code & 0x07
         if cls == op.LD:
             mode = code & 0xE0
-            if mode == op.ABS or mode == op.IND:
+            if mode in (op.ABS, op.IND):
                 v = _load(frame, k + (x if mode == op.IND else 0), _SIZES[code & 0x18])
                 if v is None:
                     return 0, steps

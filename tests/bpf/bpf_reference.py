@@ -126,8 +126,17 @@ def l4(sport: int, dport: int, rest: bytes = b"\x00" * 8) -> bytes:
 def ipv4(proto: int, payload: bytes, *, options: bytes = b"", frag: int = 0, ihl=None) -> bytes:
     hl = ihl if ihl is not None else 5 + len(options) // 4
     hdr = struct.pack(
-        ">BBHHHBBH4s4s", 0x40 | hl, 0, 20 + len(options) + len(payload), 1, frag, 64, proto, 0,
-        b"\x0a\x00\x00\x01", b"\x0a\x00\x00\x02",
+        ">BBHHHBBH4s4s",
+        0x40 | hl,
+        0,
+        20 + len(options) + len(payload),
+        1,
+        frag,
+        64,
+        proto,
+        0,
+        b"\x0a\x00\x00\x01",
+        b"\x0a\x00\x00\x02",
     )
     return hdr + options + payload
 
@@ -136,7 +145,10 @@ def ipv6(nh: int, payload: bytes, exts: Sequence[tuple[int, bytes]] = ()) -> byt
     """exts: (header type, body) in order; each body already holds its next-header byte."""
     first = exts[0][0] if exts else nh
     body = b"".join(b for _, b in exts) + payload
-    return struct.pack(">IHBB16s16s", 0x60000000, len(body), first, 64, b"\x20" * 16, b"\x21" * 16) + body
+    return (
+        struct.pack(">IHBB16s16s", 0x60000000, len(body), first, 64, b"\x20" * 16, b"\x21" * 16)
+        + body
+    )
 
 
 def ext_generic(nxt: int, units: int = 0) -> bytes:
@@ -172,8 +184,26 @@ def random_rules(rng: random.Random) -> list[PacketCaptureRule]:
     rules = []
     for _ in range(rng.choice([1, 1, 2, 2, 3, 4])):
         proto = rng.choice(
-            [None, None, "TCP", "UDP", "ICMP", "ICMPv6", "SCTP", "UDPLite", 6, 17, 47, 58, 1,
-             136, 132, 44, 60, rng.randint(1, 255)]
+            [
+                None,
+                None,
+                "TCP",
+                "UDP",
+                "ICMP",
+                "ICMPv6",
+                "SCTP",
+                "UDPLite",
+                6,
+                17,
+                47,
+                58,
+                1,
+                136,
+                132,
+                44,
+                60,
+                rng.randint(1, 255),
+            ]
         )
         ports = []
         if rng.random() < 0.7 or proto is None:
@@ -194,6 +224,7 @@ def random_frame(
 
     (On a truncated frame libpcap's verdict depends on the order its program reads
     fields, as an out-of-bounds read rejects the whole packet.)"""
+
     def port() -> int:
         return rng.choice(ports) if ports and rng.random() < 0.7 else rng.randint(0, 65535)
 
@@ -237,8 +268,12 @@ def random_frame(
 
 # ----------------------------------------------------------------------------- libpcap
 class BpfInsn(ctypes.Structure):
-    _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte), ("jf", ctypes.c_ubyte),
-                ("k", ctypes.c_uint32)]
+    _fields_ = [
+        ("code", ctypes.c_ushort),
+        ("jt", ctypes.c_ubyte),
+        ("jf", ctypes.c_ubyte),
+        ("k", ctypes.c_uint32),
+    ]
 
 
 class BpfProgramC(ctypes.Structure):
@@ -251,12 +286,22 @@ def load_libpcap() -> ctypes.CDLL | None:
         lib = ctypes.CDLL(name)
     except OSError:
         return None
-    lib.bpf_filter.argtypes = [ctypes.POINTER(BpfInsn), ctypes.c_char_p, ctypes.c_uint, ctypes.c_uint]
+    lib.bpf_filter.argtypes = [
+        ctypes.POINTER(BpfInsn),
+        ctypes.c_char_p,
+        ctypes.c_uint,
+        ctypes.c_uint,
+    ]
     lib.bpf_filter.restype = ctypes.c_uint
     lib.pcap_open_dead.argtypes = [ctypes.c_int, ctypes.c_int]
     lib.pcap_open_dead.restype = ctypes.c_void_p
-    lib.pcap_compile.argtypes = [ctypes.c_void_p, ctypes.POINTER(BpfProgramC), ctypes.c_char_p,
-                                 ctypes.c_int, ctypes.c_uint32]
+    lib.pcap_compile.argtypes = [
+        ctypes.c_void_p,
+        ctypes.POINTER(BpfProgramC),
+        ctypes.c_char_p,
+        ctypes.c_int,
+        ctypes.c_uint32,
+    ]
     lib.pcap_geterr.argtypes = [ctypes.c_void_p]
     lib.pcap_geterr.restype = ctypes.c_char_p
     lib.pcap_freecode.argtypes = [ctypes.POINTER(BpfProgramC)]
@@ -281,8 +326,10 @@ def libpcap_compile(lib, expr: str, linktype: int, snaplen: int = 262144):
     try:
         if lib.pcap_compile(p, ctypes.byref(prog), expr.encode(), 1, 0xFFFFFFFF) != 0:
             raise ValueError(lib.pcap_geterr(p).decode())
-        out = [(prog.bf_insns[i].code, prog.bf_insns[i].jt, prog.bf_insns[i].jf,
-                prog.bf_insns[i].k) for i in range(prog.bf_len)]
+        out = [
+            (prog.bf_insns[i].code, prog.bf_insns[i].jt, prog.bf_insns[i].jf, prog.bf_insns[i].k)
+            for i in range(prog.bf_len)
+        ]
         lib.pcap_freecode(ctypes.byref(prog))
         return out
     finally:

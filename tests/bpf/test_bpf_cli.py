@@ -48,6 +48,8 @@ def test_subprocess(tmp_path):
     path.write_text(DOC)
     out = subprocess.run(
         [sys.executable, "-m", "packetcapture", "compile", str(path), "-ddd"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     assert out == compile_filters(RULES).disassemble("ddd")

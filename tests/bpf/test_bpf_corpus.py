@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 from bpf_reference import (
+    ether,
+    ext_frag,
+    ext_generic,
     ipv4,
     ipv6,
     l4,
-    ext_frag,
-    ext_generic,
-    ether,
     libpcap_compile,
     load_libpcap,
     random_frame,
@@ -26,14 +26,14 @@ from packetcapture.bpf._compiler import plan_rules
 from packetcapture.bpf._vm import trace
 from packetcapture.model import PacketCaptureRule
 
-CORPUS = json.loads(
-    (Path(__file__).parent.parent / "data" / "bpf_libpcap_corpus.json").read_text()
-)
+CORPUS = json.loads((Path(__file__).parent.parent / "data" / "bpf_libpcap_corpus.json").read_text())
 IDS = [e["label"] for e in CORPUS]
 
 
 def rules_of(entry) -> list[PacketCaptureRule]:
-    return [PacketCaptureRule(r.get("protocol"), r.get("ports", ())) for r in entry["spec"]["rules"]]
+    return [
+        PacketCaptureRule(r.get("protocol"), r.get("ports", ())) for r in entry["spec"]["rules"]
+    ]
 
 
 @pytest.mark.parametrize("entry", CORPUS, ids=IDS)
@@ -42,7 +42,9 @@ def test_minimal_mode_never_larger_than_libpcap(entry):
     assert len(prog) <= entry["insns_opt"]
     for lt, key in ((113, "insns_opt_sll"), (276, "insns_opt_sll2")):
         if entry[key] is not None:
-            p = compile_filters(rules_of(entry), linktype=lt, vlan=False, ipv6_extension_headers=False)
+            p = compile_filters(
+                rules_of(entry), linktype=lt, vlan=False, ipv6_extension_headers=False
+            )
             assert len(p) <= entry[key]
 
 
