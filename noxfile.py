@@ -33,7 +33,7 @@ def docs(session: nox.Session) -> None:
     """Check that docs are current: regenerate the state diagram and run doc examples."""
     session.install("-e", ".[test]")
     session.run("python", "scripts/render_state_diagram.py", "--check")
-    session.run("pytest", "tests/test_docs.py")
+    session.run("pytest", "tests/test_docs.py", "tests/schedule/test_schedule_docs.py")
 
 
 @nox.session(default=False)
