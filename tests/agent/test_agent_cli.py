@@ -25,6 +25,25 @@ def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, s
     return code, out, err
 
 
+def run_node1(
+    capsys: pytest.CaptureFixture[str],
+    capture: str | Path,
+    out_dir: str | Path,
+    *extra: str,
+    source: tuple[str, ...] = ("--replay-dir", str(EXAMPLES / "traffic")),
+) -> tuple[int, str, str]:
+    """Run the CLI for node-1 of the example endpoints, replaying the example traffic."""
+    args = [
+        "run",
+        str(capture),
+        "--endpoints",
+        str(EXAMPLES / "endpoints.yaml"),
+        "--node",
+        "node-1",
+    ]
+    return run_cli([*args, *source, "--capture-dir", str(out_dir), *extra], capsys)
+
+
 def packets(path: Path) -> list[bytes]:
     with PcapReader(path) as reader:
         return [data for _, data, _ in reader]
@@ -43,22 +62,12 @@ def write_capture(path: Path, **spec: object) -> Path:
 
 def test_readme_example(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out_dir = tmp_path / "captures"
-    code, out, err = run_cli(
-        [
-            "run",
-            str(EXAMPLES / "sample-capture.yaml"),
-            "--endpoints",
-            str(EXAMPLES / "endpoints.yaml"),
-            "--node",
-            "node-1",
-            "--replay-dir",
-            str(EXAMPLES / "traffic"),
-            "--capture-dir",
-            str(out_dir),
-            "--status-file",
-            str(tmp_path / "status.yaml"),
-        ],
+    code, out, err = run_node1(
         capsys,
+        str(EXAMPLES / "sample-capture.yaml"),
+        str(out_dir),
+        "--status-file",
+        str(tmp_path / "status.yaml"),
     )
     assert code == 0, err
     status = yaml.safe_load(out)
@@ -106,21 +115,7 @@ def test_readme_example(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
 
 def test_namespace_scoping_and_selector(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cap = write_capture(tmp_path / "cap.yaml", selector="has(k8s-app)")
-    code, out, err = run_cli(
-        [
-            "run",
-            str(cap),
-            "--endpoints",
-            str(EXAMPLES / "endpoints.yaml"),
-            "--node",
-            "node-1",
-            "--replay-dir",
-            str(EXAMPLES / "traffic"),
-            "--capture-dir",
-            str(tmp_path / "c"),
-        ],
-        capsys,
-    )
+    code, out, err = run_node1(capsys, str(cap), str(tmp_path / "c"))
     assert code == 0, err
     names = yaml.safe_load(out)["status"]["files"][0]["fileNames"]
     # node-1 has sample-app and api in sample-namespace; the other-namespace pod is excluded.
@@ -142,24 +137,18 @@ def test_replay_mapping_and_rotation(tmp_path: Path, capsys: pytest.CaptureFixtu
             for ts, buf in frames:
                 writer.writepkt(buf, ts=ts + i)
     cap = write_capture(tmp_path / "cap.yaml", selector='k8s-app == "sample-app"')
-    code, out, err = run_cli(
-        [
-            "run",
-            str(cap),
-            "--endpoints",
-            str(EXAMPLES / "endpoints.yaml"),
-            "--node",
-            "node-1",
+    code, out, err = run_node1(
+        capsys,
+        str(cap),
+        str(tmp_path / "c"),
+        "--max-size-bytes",
+        "8000",
+        "--max-files",
+        "3",
+        source=(
             "--replay",
             f"cali1a2b3c4d5e6={src}",
-            "--capture-dir",
-            str(tmp_path / "c"),
-            "--max-size-bytes",
-            "8000",
-            "--max-files",
-            "3",
-        ],
-        capsys,
+        ),
     )
     assert code == 0, err
     names = yaml.safe_load(out)["status"]["files"][0]["fileNames"]
@@ -176,21 +165,7 @@ def test_schedule_in_the_past_captures_nothing(
     cap = write_capture(
         tmp_path / "cap.yaml", startTime="2021-08-26T12:00:00Z", endTime="2021-08-26T12:30:00Z"
     )
-    code, out, err = run_cli(
-        [
-            "run",
-            str(cap),
-            "--endpoints",
-            str(EXAMPLES / "endpoints.yaml"),
-            "--node",
-            "node-1",
-            "--replay-dir",
-            str(EXAMPLES / "traffic"),
-            "--capture-dir",
-            str(tmp_path / "c"),
-        ],
-        capsys,
-    )
+    code, out, err = run_node1(capsys, str(cap), str(tmp_path / "c"))
     assert code == 0, err
     entry = yaml.safe_load(out)["status"]["files"][0]
     assert entry["state"] == "Finished" and "fileNames" not in entry
@@ -233,21 +208,7 @@ def test_schedule_with_short_real_times(tmp_path: Path) -> None:
 
 def test_status_from_disk(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out_dir = tmp_path / "c"
-    code, _, err = run_cli(
-        [
-            "run",
-            str(EXAMPLES / "sample-capture.yaml"),
-            "--endpoints",
-            str(EXAMPLES / "endpoints.yaml"),
-            "--node",
-            "node-1",
-            "--replay-dir",
-            str(EXAMPLES / "traffic"),
-            "--capture-dir",
-            str(out_dir),
-        ],
-        capsys,
-    )
+    code, _, err = run_node1(capsys, str(EXAMPLES / "sample-capture.yaml"), str(out_dir))
     assert code == 0, err
     code, out, err = run_cli(
         [
@@ -477,20 +438,14 @@ def test_replay_corrupt_file_keeps_earlier_packets(
     corrupt = tmp_path / "corrupt.pcap"
     corrupt.write_bytes(good + b"\x00" * 7)  # a truncated record header at the end
     cap = write_capture(tmp_path / "cap.yaml", selector='k8s-app == "sample-app"')
-    code, out, err = run_cli(
-        [
-            "run",
-            str(cap),
-            "--endpoints",
-            str(EXAMPLES / "endpoints.yaml"),
-            "--node",
-            "node-1",
+    code, out, err = run_node1(
+        capsys,
+        str(cap),
+        str(tmp_path / "c"),
+        source=(
             "--replay",
             f"cali1a2b3c4d5e6={corrupt}",
-            "--capture-dir",
-            str(tmp_path / "c"),
-        ],
-        capsys,
+        ),
     )
     assert code == 1
     assert str(corrupt) in err and "byte" in err
