@@ -62,7 +62,7 @@ from packetcapture.schedule import (
     StartCapture,
     StopCapture,
 )
-from packetcapture.selector import SelectorIndex, parse
+from packetcapture.selector import SelectorIndex, in_namespace
 from packetcapture.validation import validate
 
 __all__ = [
@@ -92,9 +92,7 @@ def effective_selector(selector: str, namespace: str) -> str:
     ``(<selector>) && projectcalico.org/namespace == "<namespace>"``, with an empty selector
     meaning ``all()``, in canonical form.
     """
-    own = parse(selector)
-    scoped = f'({own}) && projectcalico.org/namespace == "{namespace}"'
-    return str(parse(scoped))
+    return str(in_namespace(selector, namespace))
 
 
 @attrs.frozen
