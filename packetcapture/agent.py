@@ -289,10 +289,29 @@ class NodeAgent:
                 # A new interface is a new endpoint as far as captures are concerned.
                 self.delete_endpoint(*key)
             self._endpoints[key] = endpoint
-            if endpoint.spec.interface_name:
-                self._by_interface[endpoint.spec.interface_name] = key
+            iface = endpoint.spec.interface_name
+            if iface:
+                self._by_interface[iface] = key
             self._index.update_labels(key, endpoint.selector_labels(self.profile_labels))
+            if old is not None and old != endpoint and iface:
+                self._endpoint_changed(iface)
             self._wake()
+
+    def _endpoint_changed(self, iface: str) -> None:
+        """A changed endpoint (new container, MAC, ...) may bring its interface back.
+
+        Its captures that stopped because the interface went away restart, and captures in
+        ``Error`` retry at once, as felix does on an endpoint update.
+        """
+        self._down.discard(iface)
+        for run in self._runs.values():
+            if iface not in run.schedule or iface not in run.sessions:
+                continue
+            status = run.schedule.status(iface)
+            if not status.up:
+                self._perform(run, run.schedule.interface_up(iface, self._now))
+            elif status.state is CaptureState.ERROR:
+                self._perform(run, run.schedule.endpoint_changed(iface, self._now))
 
     def delete_endpoint(self, namespace: str, name: str) -> None:
         """Remove a WorkloadEndpoint: its captures stop and their files are removed."""

@@ -398,3 +398,42 @@ def test_thread_safe_calls_while_running(rig: Rig) -> None:
 def test_invalid_capture_rejected(rig: Rig) -> None:
     with pytest.raises(pc.ValidationError):
         rig.agent.apply(capture(selector="malformed&"))
+
+
+def test_endpoint_update_brings_a_removed_interface_back(rig: Rig) -> None:
+    rig.agent.apply(capture())
+    wep = endpoint("web-1", "cali1", {"app": "web"})
+    rig.agent.upsert_endpoint(wep)
+    rig.step()
+    rig.backend.inject("cali1", frame(80))
+    rig.step()
+    rig.backend.remove_interface("cali1")  # pod restarting: the interface goes away
+    rig.step()
+    assert rig.agent.details("ns", "cap").interfaces[0].state is pc.CaptureState.FINISHED
+    rig.agent.upsert_endpoint(wep)  # the same object again (a watch resync): nothing happens
+    rig.step()
+    assert rig.agent.details("ns", "cap").interfaces[0].state is pc.CaptureState.FINISHED
+    restarted = attrs.evolve(wep, spec=attrs.evolve(wep.spec, container_id="abc123"))
+    rig.agent.upsert_endpoint(restarted)  # the new container: capture again, files kept
+    rig.step()
+    assert rig.agent.details("ns", "cap").interfaces[0].state is pc.CaptureState.WAITING_FOR_TRAFFIC
+    rig.backend.inject("cali1", frame(80))
+    rig.step()
+    assert total(rig) == 2
+
+
+def test_endpoint_update_retries_an_interface_in_error(tmp_path: Path) -> None:
+    clock = FakeClock(T0)
+    backend = MemoryBackend(interfaces=[])
+    with NodeAgent(NODE, backend, tmp_path, clock=clock) as agent:
+        agent.apply(capture())
+        wep = endpoint("web-1", "cali1", {"app": "web"})
+        agent.upsert_endpoint(wep)
+        agent.step(timeout=0)
+        assert agent.details("ns", "cap").state is pc.CaptureState.ERROR
+        backend.add_interface("cali1")
+        agent.upsert_endpoint(
+            attrs.evolve(wep, spec=attrs.evolve(wep.spec, mac="02:00:00:00:00:01"))
+        )
+        agent.step(timeout=0)  # no need to wait for the retry deadline
+        assert agent.details("ns", "cap").state is pc.CaptureState.WAITING_FOR_TRAFFIC
