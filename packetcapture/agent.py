@@ -298,7 +298,7 @@ class NodeAgent:
             self._wake()
 
     def _endpoint_changed(self, iface: str) -> None:
-        """A changed endpoint (new container, MAC, ...) may bring its interface back.
+        """Restart captures of a changed endpoint's interface (new container, MAC, ...).
 
         Its captures that stopped because the interface went away restart, and captures in
         ``Error`` retry at once, as felix does on an endpoint update.

@@ -8,9 +8,10 @@ offset of the bad record, but only after every good record before it has been yi
 
 from __future__ import annotations
 
+import itertools
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import IO, Any, NamedTuple
 
@@ -160,6 +161,8 @@ class PcapReader:
         self.snaplen: int = first.snaplen if first else _MAX_SNAPLEN
         self._gen: Iterator[PcapRecord] | None = None
         self._tuples: Iterator[tuple[int, bytes, int]] | None = None
+        self._pending: PcapError | None = None  # raised by the next batch call
+        self._unpack = struct.Struct(self.byte_order + "IIII").unpack_from
 
     # -- buffer handling -------------------------------------------------------------
 
@@ -318,35 +321,138 @@ class PcapReader:
                 self._tuples = (r[:3] for r in self.records())
         return self._tuples
 
-    def _iter_pcap_tuples(self) -> Iterator[tuple[int, bytes, int]]:
-        # The hot path of the replay backend: kept free of attribute lookups.
-        unpack = struct.Struct(self.byte_order + "IIII").unpack_from
+    def read_batch(self, max_records: int) -> list[tuple[int, bytes, int]]:
+        """Return up to ``max_records`` packets as ``(timestamp_ns, data, wire_len)``.
+
+        The fast way to read many packets: classic pcap is decoded in one tight loop, with
+        no per-record generator step. Returns ``[]`` at the end of the file. A bad or
+        truncated record is reported like iteration does, but only once every good record
+        before it has been returned: this call returns them and the next one raises.
+        Iterating and :meth:`read_batch` continue from the same place, but after an
+        iteration has started, batches are drawn from that iterator.
+        """
+        if self.format == "pcap" and self._tuples is None and self._gen is None:
+            return self._pcap_batch(max_records, None, 0)[0]
+        return self._drain(iter(self), max_records)
+
+    def read_filtered(
+        self, max_records: int, keep: Callable[[bytes], int], snaplen: int | None = None
+    ) -> tuple[list[tuple[int, bytes, int]], int]:
+        """Read up to ``max_records`` records and return the packets ``keep`` accepts.
+
+        ``keep(data)`` says how many bytes of a packet to keep (``0`` drops it), as a BPF
+        program's verdict does; kept data is also cut to ``snaplen`` when given, while
+        ``wire_len`` stays the original length. Returns ``(packets, records_read)``:
+        ``records_read`` counts dropped records too, and is ``0`` only at the end of the
+        file. Errors as :meth:`read_batch`.
+        """
+        cut = 0 if snaplen is None or snaplen >= max(self.snaplen, _MAX_SNAPLEN) else snaplen
+        if self.format == "pcap" and self._tuples is None and self._gen is None:
+            return self._pcap_batch(max_records, keep, cut)
+        batch = self._drain(iter(self), max_records)
+        out = []
+        for ts, data, wire in batch:
+            k = keep(data)
+            if k:
+                if cut and k > cut:
+                    k = cut
+                out.append((ts, data, wire) if k >= len(data) else (ts, data[:k], wire))
+        return out, len(batch)
+
+    def _drain(
+        self, it: Iterator[tuple[int, bytes, int]], max_records: int
+    ) -> list[tuple[int, bytes, int]]:
+        """Take a batch from an iterator, holding an error back until the batch is out."""
+        if self._pending is not None:
+            error, self._pending = self._pending, None
+            raise error
+        out: list[tuple[int, bytes, int]] = []
+        try:
+            # extend() keeps what it pulled when the iterator raises.
+            out.extend(itertools.islice(it, max_records))
+        except PcapError as exc:
+            if not out:
+                raise
+            self._pending = exc
+        return out
+
+    def _pcap_batch(
+        self, limit: int, keep: Callable[[bytes], int] | None, cut: int
+    ) -> tuple[list[tuple[int, bytes, int]], int]:
+        """Decode up to ``limit`` classic records (filtered by ``keep`` when given).
+
+        Returns the packets and how many records were consumed. The hot path of replay:
+        locals only, one ``unpack_from`` and one slice per record, the timestamp computed
+        only for packets kept.
+        """
+        unpack = self._unpack
         mult = 1 if self.nanosecond else 1000
         maxcap = max(self.snaplen, _MAX_SNAPLEN)
-        while True:
+        out: list[tuple[int, bytes, int]] = []
+        append = out.append
+        done = 0
+        while done < limit:
             buf = self._buf
             pos = self._pos
             end = len(buf)
-            try:
-                while pos + 16 <= end:
-                    sec, frac, caplen, wire = unpack(buf, pos)
-                    if caplen > maxcap:
-                        raise self._error(
-                            f"record captured length {caplen} exceeds the maximum {maxcap}", pos
-                        )
-                    nxt = pos + 16 + caplen
-                    if nxt > end:
+            todo = limit - done
+            caplen = 0
+            if keep is None:
+                for i in range(todo):  # noqa: B007 - i is read after the loop
+                    if pos + 16 > end:
                         break
-                    yield (sec * _NS + frac * mult, buf[pos + 16 : nxt], wire)
+                    sec, frac, caplen, wire = unpack(buf, pos)
+                    nxt = pos + 16 + caplen
+                    if nxt > end or caplen > maxcap:
+                        break
+                    append((sec * _NS + frac * mult, buf[pos + 16 : nxt], wire))
                     pos = nxt
-            finally:
-                self._pos = pos
+                else:
+                    i = todo
+            else:
+                for i in range(todo):  # noqa: B007 - i is read after the loop
+                    if pos + 16 > end:
+                        break
+                    sec, frac, caplen, wire = unpack(buf, pos)
+                    nxt = pos + 16 + caplen
+                    if nxt > end or caplen > maxcap:
+                        break
+                    data = buf[pos + 16 : nxt]
+                    pos = nxt
+                    k = keep(data)
+                    if k:
+                        if cut and k > cut:
+                            k = cut
+                        if k < caplen:
+                            data = data[:k]
+                        append((sec * _NS + frac * mult, data, wire))
+                else:
+                    i = todo
+            self._pos = pos
+            done += i
+            if i == todo:
+                break
+            if caplen > maxcap and pos + 16 <= end:
+                if done:
+                    break  # hand out the good records first; the next call raises
+                raise self._error(
+                    f"record captured length {caplen} exceeds the maximum {maxcap}", pos
+                )
             if not self._fill(end - pos + 1):
-                if self._pos < len(self._buf):
+                if self._pos < len(self._buf) and not done:
                     left = len(self._buf) - self._pos
                     what = "record header" if left < 16 else "record data"
                     raise self._truncated(what, self._pos)
+                break
+        return out, done
+
+    def _iter_pcap_tuples(self) -> Iterator[tuple[int, bytes, int]]:
+        batch = self._pcap_batch
+        while True:
+            packets = batch(4096, None, 0)[0]
+            if not packets:
                 return
+            yield from packets
 
     def _iter_pcap(self) -> Iterator[PcapRecord]:
         linktype = self.linktype
