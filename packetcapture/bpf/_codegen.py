@@ -1,9 +1,12 @@
 """Compile a BPF program to a Python function (generated source) for fast replay.
 
-Basic blocks reached from one place are inlined as nested ``if``s; blocks reached from
-several places become helper functions, so code is never duplicated. A load outside the
-frame raises ``IndexError``/``struct.error``, which the entry point turns into 0 (drop),
-giving the VM's verdict on every input.
+The program is expanded into straight-line nested ``if``s: blocks reached from several
+places are copied (inlined) while a size budget lasts, and only then become helper
+functions. Scratch words are local variables, 16-bit loads are two byte indexings, and a
+static upper bound on A and X drops the 32-bit wrap-around masks that cannot matter. A
+load outside the frame raises ``IndexError``/``struct.error`` (Python 3.11 ``try`` costs
+nothing until it raises), which the entry point turns into 0 (drop): the VM's verdict on
+every input.
 """
 
 from __future__ import annotations
@@ -16,20 +19,11 @@ from packetcapture.bpf._insn import Instruction
 
 __all__ = ["generate_source", "make_executor"]
 
-_MAX_DEPTH = 40
-_ALU_PY = {
-    op.ALUOp.ADD: "(a + {v}) & 0xFFFFFFFF",
-    op.ALUOp.SUB: "(a - {v}) & 0xFFFFFFFF",
-    op.ALUOp.MUL: "(a * {v}) & 0xFFFFFFFF",
-    op.ALUOp.DIV: "a // {v}",
-    op.ALUOp.MOD: "a % {v}",
-    op.ALUOp.AND: "a & {v}",
-    op.ALUOp.OR: "a | {v}",
-    op.ALUOp.XOR: "a ^ {v}",
-    op.ALUOp.LSH: "(a << {v}) & 0xFFFFFFFF",
-    op.ALUOp.RSH: "a >> {v}",
-}
-_CMP = {op.JEQ: "a == {v}", op.JGT: "a > {v}", op.JGE: "a >= {v}", op.JSET: "a & {v}"}
+_M32 = 0xFFFFFFFF
+_MAX_DEPTH = 40  # nested ifs (the tokenizer allows 100 indentation levels)
+_INLINE_BUDGET = 6000  # instructions generated before shared blocks become functions
+_INLINE_SIZE = 48  # a shared block is copied if its code (copies included) is this small
+_CMP = {op.JEQ: "{a} == {v}", op.JGT: "{a} > {v}", op.JGE: "{a} >= {v}", op.JSET: "{a} & {v}"}
 
 
 def _targets(pc: int, ins: Instruction) -> tuple[int, ...]:
@@ -43,118 +37,235 @@ def _targets(pc: int, ins: Instruction) -> tuple[int, ...]:
     return (pc + 1,)
 
 
-def _load_expr(ins: Instruction) -> str:
-    off = f"x + {ins.k}" if ins.code & 0xE0 == op.IND else str(ins.k)
+def _load(ins: Instruction) -> tuple[str, int]:
+    """Python expression for an ABS/IND load, and the bound of its value."""
+    ind = ins.code & 0xE0 == op.IND
     size = ins.code & 0x18
+
+    def at(d: int) -> str:
+        k = ins.k + d
+        return f"p[x + {k}]" if ind else f"p[{k}]"
+
     if size == op.B:
-        return f"p[{off}]"
-    return f"{'_H' if size == op.H else '_W'}(p, {off})[0]"
+        return at(0), 0xFF
+    if size == op.H:
+        return f"({at(0)} << 8 | {at(1)})", 0xFFFF
+    off = f"x + {ins.k}" if ind else str(ins.k)
+    return f"_W(p, {off})[0]", _M32
 
 
-def _straight(ins: Instruction) -> list[str]:
-    """Python lines for a non-jump, non-ret instruction."""
-    code, k = ins.code, ins.k
-    cls = code & 0x07
-    if cls == op.LD:
-        mode = code & 0xE0
-        if mode in (op.ABS, op.IND):
-            return [f"a = {_load_expr(ins)}"]
-        if mode == op.IMM:
-            return [f"a = {k}"]
-        if mode == op.MEM:
-            return [f"a = m[{k}]"]
-        return ["a = len(p)"]
-    if cls == op.LDX:
-        mode = code & 0xE0
-        if mode == op.IMM:
-            return [f"x = {k}"]
-        if mode == op.MEM:
-            return [f"x = m[{k}]"]
-        if mode == op.MSH:
-            return [f"x = (p[{k}] & 15) << 2"]
-        return ["x = len(p)"]
-    if cls == op.ST:
-        return [f"m[{k}] = a"]
-    if cls == op.STX:
-        return [f"m[{k}] = x"]
-    if cls == op.ALU:
+class _Gen:
+    def __init__(self, insns: Sequence[Instruction]) -> None:
+        self.insns = insns
+        n = len(insns)
+        self.preds = [0] * (n + 1)
+        for pc, ins in enumerate(insns):
+            for t in _targets(pc, ins):
+                self.preds[t] += 1
+        self.mem = sorted(
+            {i.k for i in insns if i.code in (op.ST, op.STX, op.LD | op.MEM, op.LDX | op.MEM)}
+        )
+        self.funcs: dict[int, list[str]] = {}
+        self.sizes: dict[int, int] = {}
+        self.inlined: set[int] = set()
+        # live[pc]: the code from pc may read A before writing it.
+        self.live = [False] * (n + 1)
+        for pc in range(n - 1, -1, -1):
+            ins = insns[pc]
+            code, cls = ins.code, ins.code & 0x07
+            reads = cls in (op.ALU, op.ST) or code == op.MISC | op.MISC_TAX
+            reads = reads or (cls == op.JMP and code != op.JMP | op.JA)
+            reads = reads or code == op.RET | op.RA
+            writes = cls == op.LD or code == op.MISC | op.MISC_TXA
+            self.live[pc] = reads or (not writes and any(self.live[t] for t in _targets(pc, ins)))
+        self.lines = 0
+
+    def fused(self, pc: int) -> tuple[str, int, int] | None:
+        """Return (condition, true target, false target) for a load tested at once.
+
+        A byte or 16-bit ABS/IND load followed by a ``jeq``/``jgt``/``jge``/``jset``
+        with a constant, when nothing after reads A: no assignment, and a 16-bit
+        equality tests the low byte first (one indexing for most frames; if the low byte
+        is inside the frame, so is the high one, so out-of-bounds loads still raise).
+        """
+        ins = self.insns[pc]
+        if ins.code & 0x07 != op.LD or ins.code & 0xE0 not in (op.ABS, op.IND):
+            return None
+        size = ins.code & 0x18
+        if size == op.W or pc + 1 >= len(self.insns) or self.preds[pc + 1] != 1:
+            return None
+        j = self.insns[pc + 1]
+        test = j.code & 0xF0
+        if j.code & 0x07 != op.JMP or test == op.JA or j.code & op.X:
+            return None
+        t, f = pc + 2 + j.jt, pc + 2 + j.jf
+        if t == f or self.live[t] or self.live[f]:
+            return None
+        expr, bound = _load(ins)
+        if test == op.JEQ and j.k > bound:
+            return None  # never equal, but the load must still be bounds-checked
+        base = f"x + {ins.k}" if ins.code & 0xE0 == op.IND else str(ins.k)
+        if size == op.H and test == op.JEQ:
+            lo = f"p[x + {ins.k + 1}]" if ins.code & 0xE0 == op.IND else f"p[{ins.k + 1}]"
+            hi = f"p[{base}]"
+            return f"{lo} == {j.k & 0xFF} and {hi} == {j.k >> 8}", t, f
+        return _CMP[test].format(a=expr, v=j.k), t, f
+
+    def tree_size(self, pc: int) -> int:
+        """Instructions the code from ``pc`` has with every shared block copied (capped)."""
+        got = self.sizes.get(pc)
+        if got is None:
+            self.sizes[pc] = _INLINE_SIZE + 1  # cycles are impossible; be safe anyway
+            ts = _targets(pc, self.insns[pc])
+            got = min(1 + sum(self.tree_size(t) for t in ts), 1 << 20)
+            self.sizes[pc] = got
+        return got
+
+    @property
+    def args(self) -> str:
+        return ", ".join(["p", "a", "x", *(f"m{k}" for k in self.mem)])
+
+    def goto(self, target: int, depth: int, ba: int, bx: int) -> list[str]:
+        ins = self.insns[target]
+        if ins.code == op.RET | op.K:
+            return [f"return {ins.k}"]
+        if depth < _MAX_DEPTH and (
+            self.preds[target] == 1
+            or target not in self.inlined  # the first (hot: true branches) path copies it
+            or (self.tree_size(target) <= _INLINE_SIZE and self.lines < _INLINE_BUDGET)
+        ):
+            self.inlined.add(target)
+            return self.block(target, depth, ba, bx)
+        if target not in self.funcs:
+            self.funcs[target] = []  # reserve first: recursion may reach it again
+            self.funcs[target] = self.block(target, 1, _M32, _M32)
+        return [f"return _b{target}({self.args})"]
+
+    def block(self, pc: int, depth: int, ba: int, bx: int) -> list[str]:
+        lines: list[str] = []
+        while True:
+            ins = self.insns[pc]
+            code, k = ins.code, ins.k
+            cls = code & 0x07
+            self.lines += 1
+            if cls == op.RET:
+                lines.append(f"return {k}" if code == op.RET | op.K else "return a")
+                return lines
+            if code == op.JMP | op.JA:
+                return lines + self.goto(pc + 1 + k, depth, ba, bx)
+            if cls == op.JMP:
+                v = "x" if code & op.X else str(k)
+                cond = _CMP[code & 0xF0].format(a="a", v=v)
+                t, f = pc + 1 + ins.jt, pc + 1 + ins.jf
+                if t == f:
+                    return lines + self.goto(t, depth, ba, bx)
+                body_t = self.goto(t, depth + 1, ba, bx)
+                body_f = self.goto(f, depth, ba, bx)
+                lines.append(f"if {cond}:")
+                lines += ["    " + s for s in body_t]
+                return lines + body_f
+            fused = self.fused(pc)
+            if fused is not None:
+                cond, t, f = fused
+                self.lines += 1
+                body_t = self.goto(t, depth + 1, ba, bx)
+                body_f = self.goto(f, depth, ba, bx)
+                lines.append(f"if {cond}:")
+                lines += ["    " + s for s in body_t]
+                return lines + body_f
+            got = self.straight(ins, ba, bx)
+            lines += got[0]
+            ba, bx = got[1], got[2]
+            pc += 1
+            if self.preds[pc] > 1:
+                return lines + self.goto(pc, depth, ba, bx)
+
+    def straight(self, ins: Instruction, ba: int, bx: int) -> tuple[list[str], int, int]:
+        """Python lines for a non-jump, non-ret instruction; new bounds of A and X."""
+        code, k = ins.code, ins.k
+        cls = code & 0x07
+        if cls == op.LD:
+            mode = code & 0xE0
+            if mode in (op.ABS, op.IND):
+                expr, bound = _load(ins)
+                return [f"a = {expr}"], bound, bx
+            if mode == op.IMM:
+                return [f"a = {k}"], k, bx
+            if mode == op.MEM:
+                return [f"a = m{k}"], _M32, bx
+            return ["a = len(p)"], _M32, bx
+        if cls == op.LDX:
+            mode = code & 0xE0
+            if mode == op.IMM:
+                return [f"x = {k}"], ba, k
+            if mode == op.MEM:
+                return [f"x = m{k}"], ba, _M32
+            if mode == op.MSH:
+                return [f"x = (p[{k}] & 15) << 2"], ba, 60
+            return ["x = len(p)"], ba, _M32
+        if cls == op.ST:
+            return [f"m{k} = a"], ba, bx
+        if cls == op.STX:
+            return [f"m{k} = x"], ba, bx
+        if cls == op.ALU:
+            return self.alu(code, k, ba, bx)
+        if code == op.MISC | op.MISC_TAX:
+            return ["x = a"], ba, ba
+        if code == op.MISC | op.MISC_TXA:
+            return ["a = x"], bx, bx
+        raise ValueError(f"bad opcode {code:#x}")
+
+    @staticmethod
+    def alu(code: int, k: int, ba: int, bx: int) -> tuple[list[str], int, int]:
         if code == op.ALU | 0x80:
-            return ["a = -a & 0xFFFFFFFF"]
+            return ["a = -a & 0xFFFFFFFF"], _M32, bx
         o = op.ALUOp(code & 0xF0)
-        if code & op.X:
-            pre = []
-            if o in (op.ALUOp.DIV, op.ALUOp.MOD):
-                pre = ["if x == 0:", "    return 0"]
-            elif o in (op.ALUOp.LSH, op.ALUOp.RSH):
-                return [f"a = ({_ALU_PY[o].format(v='x')}) if x < 32 else 0"]
-            return [*pre, f"a = {_ALU_PY[o].format(v='x')}"]
-        return [f"a = {_ALU_PY[o].format(v=k)}"]
-    if code == op.MISC | op.MISC_TAX:
-        return ["x = a"]
-    if code == op.MISC | op.MISC_TXA:
-        return ["a = x"]
-    raise ValueError(f"bad opcode {code:#x}")
+        use_x = bool(code & op.X)
+        v, bv = ("x", bx) if use_x else (str(k), k)
+        pre: list[str] = []
+        if o in (op.ALUOp.DIV, op.ALUOp.MOD) and use_x:
+            pre = ["if x == 0:", "    return 0"]
+        if o == op.ALUOp.ADD:
+            bound = ba + bv
+            expr = f"a + {v}"
+        elif o == op.ALUOp.SUB:
+            bound, expr = _M32 + 1, f"a - {v}"
+        elif o == op.ALUOp.MUL:
+            bound, expr = ba * bv, f"a * {v}"
+        elif o == op.ALUOp.DIV:
+            return [*pre, f"a = a // {v}"], ba, bx
+        elif o == op.ALUOp.MOD:
+            return [*pre, f"a = a % {v}"], min(ba, max(bv - 1, 0)), bx
+        elif o == op.ALUOp.AND:
+            return [f"a = a & {v}"], min(ba, bv), bx
+        elif o == op.ALUOp.OR:
+            return [f"a = a | {v}"], (1 << max(ba, bv).bit_length()) - 1, bx
+        elif o == op.ALUOp.XOR:
+            return [f"a = a ^ {v}"], (1 << max(ba, bv).bit_length()) - 1, bx
+        elif o == op.ALUOp.RSH:
+            if use_x:
+                return ["a = a >> x if x < 32 else 0"], ba, bx
+            return [f"a = a >> {k}"], ba >> k, bx
+        else:  # LSH
+            if use_x:
+                return ["a = (a << x) & 0xFFFFFFFF if x < 32 else 0"], _M32, bx
+            bound, expr = ba << k, f"a << {k}"
+        if bound > _M32:
+            return [*pre, f"a = ({expr}) & 0xFFFFFFFF"], _M32, bx
+        return [*pre, f"a = {expr}"], bound, bx
 
 
 def generate_source(insns: Sequence[Instruction], name: str = "bpf_filter") -> str:
     """Return Python source defining ``name(p) -> int`` equivalent to the program."""
-    n = len(insns)
-    preds = [0] * (n + 1)
-    leaders = {0}
-    for pc, ins in enumerate(insns):
-        ts = _targets(pc, ins)
-        for t in ts:
-            preds[t] += 1
-        if ins.code & 0x07 in (op.JMP, op.RET):
-            leaders.update(ts)
-            leaders.add(pc + 1)
-        if pc + 1 in leaders and ts == (pc + 1,):
-            pass
-    funcs: dict[int, list[str]] = {}
-    uses_mem = any(i.code in (op.ST, op.STX) for i in insns)
-
-    def goto(target: int, depth: int) -> list[str]:
-        if preds[target] == 1 and depth < _MAX_DEPTH:
-            return block(target, depth)
-        if target not in funcs:
-            funcs[target] = []  # reserve first: recursion may reach it again
-            funcs[target] = block(target, 1)
-        return [f"return _b{target}(p, a, x, m)"]
-
-    def block(start: int, depth: int) -> list[str]:
-        lines: list[str] = []
-        pc = start
-        while True:
-            ins = insns[pc]
-            cls = ins.code & 0x07
-            if cls == op.RET:
-                lines.append(f"return {ins.k}" if ins.code == op.RET | op.K else "return a")
-                return lines
-            if ins.code == op.JMP | op.JA:
-                return lines + goto(pc + 1 + ins.k, depth)
-            if cls == op.JMP:
-                v = "x" if ins.code & op.X else str(ins.k)
-                cond = _CMP[ins.code & 0xF0].format(v=v)
-                t, f = pc + 1 + ins.jt, pc + 1 + ins.jf
-                if t == f:
-                    return lines + goto(t, depth)
-                body_t = goto(t, depth + 1)
-                body_f = goto(f, depth + 1)
-                lines.append(f"if {cond}:")
-                lines += ["    " + s for s in body_t]
-                return lines + body_f
-            lines += _straight(ins)
-            pc += 1
-            if pc in leaders and preds[pc] > 1:
-                return lines + goto(pc, depth)
-
-    entry = block(0, 1)
-    out = ["def _make(_H, _W):"]
-    for start in sorted(funcs):
-        out.append(f"    def _b{start}(p, a, x, m):")
-        out += ["        " + s for s in funcs[start]]
+    gen = _Gen(insns)
+    entry = gen.block(0, 1, 0, 0)  # A and X start at 0
+    out = ["def _make(_W):"]
+    for start in sorted(gen.funcs):
+        out.append(f"    def _b{start}({gen.args}):")
+        out += ["        " + s for s in gen.funcs[start]]
     out.append(f"    def {name}(p):")
-    out.append(f"        a = x = 0; m = {'[0] * 16' if uses_mem else 'None'}")
+    init = " = ".join(["a", "x", *(f"m{k}" for k in gen.mem)])
+    out.append(f"        {init} = 0")
     out.append("        try:")
     out += ["            " + s for s in entry]
     out.append("        except (IndexError, struct.error):")
@@ -169,7 +280,5 @@ def make_executor(insns: Sequence[Instruction]) -> Callable[[bytes], int]:
     namespace: dict[str, object] = {"struct": struct}
     exec(compile(source, "<bpf-executor>", "exec"), namespace)
     make = namespace["_make"]
-    fn: Callable[[bytes], int] = make(  # type: ignore[operator]
-        struct.Struct(">H").unpack_from, struct.Struct(">I").unpack_from
-    )
+    fn: Callable[[bytes], int] = make(struct.Struct(">I").unpack_from)  # type: ignore[operator]
     return fn

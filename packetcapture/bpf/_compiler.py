@@ -8,15 +8,16 @@ instructions built bottom-up with hash-consing (so identical tails exist once) -
 
 Frame layout decisions:
 
-* untagged Ethernet (and SLL, SLL2, raw IP) use absolute loads, so the common path is as
-  short as libpcap's;
-* 802.1Q/802.1ad-tagged frames put the tag length in X and run X-relative copies of the
-  protocol dispatch;
+* untagged Ethernet (and SLL, SLL2, raw IP) IPv4 uses absolute loads, so the common path
+  is as short as libpcap's;
+* X holds the bytes of 802.1Q/802.1ad tags (0 untagged: classic BPF starts with X = 0),
+  so the IPv6 code is X-relative and shared by all tag depths; IPv4 has a tagged copy;
 * every port test reads ``[x + L3]`` (source) and ``[x + L3 + 2]`` (destination) where
   X is the L4 offset from the network header, so one port block serves IPv4 (X from the
-  IHL), IPv6, tagged frames and extension-header walks alike;
-* IPv6 extension headers are walked with X as the cursor and ``M[0]`` as a temporary,
-  unrolled four times (classic BPF has no backward jumps).
+  IHL), IPv6 (``X += 40``), tagged frames and extension-header walks alike;
+* IPv6 extension headers are walked once for all rules, with X as the cursor and
+  ``M[0]`` as a temporary, unrolled four times (classic BPF has no backward jumps);
+* a few layouts are built and the one with the best executed-path/size cost is kept.
 """
 
 from __future__ import annotations
@@ -240,6 +241,11 @@ _ADDX, _TAX, _TXA = op.ALU | op.ALUOp.ADD | op.X, op.MISC | op.MISC_TAX, op.MISC
 _LDI, _ST = op.LD | op.IMM, op.ST
 _MAY_FAIL = frozenset({_LDB, _LDH, _LDBX, _LDHX, _MSH, op.LD | op.ABS, op.LD | op.IND})
 
+#: Program-size instructions one instruction off the longest plain path is worth.
+_PATH_WEIGHT = 8
+#: Largest total size of IPv6-only port blocks (reading ``[x + L3 + 40]``) to consider.
+_DIRECT6_MAX = 12
+
 # Order protocols are tested in: common ones first keeps the usual path short.
 _PROTO_ORDER = {6: 0, 17: 1, 1: 2, 58: 3, 132: 4, 136: 5}
 
@@ -324,6 +330,134 @@ def _realise(b: _Builder, plan: _Plan, yes: _Node, no: _Node) -> _Node:
 
 
 # ---------------------------------------------------------------------------------------
+# Byte classification: the IPv6 next header against wanted protocols and extension headers.
+
+_ALL = (1 << 256) - 1
+
+
+def _mask(values: Iterable[int]) -> int:
+    out = 0
+    for v in values:
+        out |= 1 << v
+    return out
+
+
+class _Classifier:
+    """A comparison tree (``jeq``/``jgt``) sending each byte value to its target.
+
+    ``weights[t]`` is the longest path after reaching target ``t``. Values in ``free``
+    (extension headers: their frames are not plain) may take any path. The tree minimises
+    the longest path over the other values (the first such tree found).
+    """
+
+    _BUDGET = (
+        1_500  # search calls per path budget before giving up (then the caller uses a jeq chain)
+    )
+
+    def __init__(self, target_of: Sequence[int], weights: Sequence[int], free: int) -> None:
+        self.t = target_of
+        self.w = weights
+        self.free = free
+        self.masks = [
+            _mask(v for v in range(256) if target_of[v] == t) for t in range(len(weights))
+        ]
+        bounds = {v for v in range(255) if target_of[v] != target_of[v + 1]}
+        specials = {
+            v
+            for v in range(256)
+            if (v and target_of[v] != target_of[v - 1])
+            and (v == 255 or target_of[v] != target_of[v + 1])
+        }
+        specials |= {v for v in range(256) if free >> v & 1}
+        if target_of[0] != target_of[1]:
+            specials.add(0)
+        # Wanted values first (accepting early), then range splits, then the rest.
+        wanted = [v for v in sorted(specials) if not free >> v & 1 and target_of[v]]
+        self.tests = [("jeq", v, 1 << v) for v in wanted]
+        self.tests += [("jgt", b, _mask(range(b + 1, 256))) for b in sorted(bounds)]
+        self.tests += [("jeq", v, 1 << v) for v in sorted(specials) if v not in wanted]
+        self.memo: dict[tuple[int, int], tuple[int, _Plan] | None] = {}
+        self.steps = 0
+
+    def leaf(self, s: int) -> tuple[int, _Plan] | None:
+        """Return (size, plan) if ``s`` needs no test (one target, or free values only)."""
+        ts = [t for t, m in enumerate(self.masks) if s & m]
+        if len(ts) == 1:
+            return (0, ("t", ts[0]))
+        if s & ~self.free == 0:
+            # Free values only: a jeq chain, depth does not matter.
+            plan: _Plan = ("t", ts[-1])
+            for t in reversed(ts[:-1]):
+                v = (s & self.masks[t]).bit_length() - 1
+                rest = s & self.masks[t] & ~(1 << v)
+                plan = ("br", op.JEQ, v, ("t", t), plan)
+                while rest:
+                    v = rest.bit_length() - 1
+                    rest &= ~(1 << v)
+                    plan = ("br", op.JEQ, v, ("t", t), plan)
+            return (len(ts) - 1, plan)  # approximate size
+        return None
+
+    def solve(self, s: int, budget: int) -> tuple[int, _Plan] | None:
+        self.steps += 1
+        if self.steps > self._BUDGET:
+            raise _TooHardError
+        for t, m in enumerate(self.masks):
+            if s & m & ~self.free and self.w[t] > budget:
+                return None
+        got = self.leaf(s)
+        if got is not None:
+            return got
+        key = (s, budget)
+        if key in self.memo:
+            return self.memo[key]
+        best: tuple[int, _Plan] | None = None
+        for name, k, m in self.tests:
+            yes, no = s & m, s & ~m
+            if not yes or not no:
+                continue
+            a = self.solve(yes, budget - 1)
+            if a is None:
+                continue
+            c = self.solve(no, budget - 1)
+            if c is None:
+                continue
+            # The first tree found (tests tried in a good order), not the smallest.
+            best = (1 + a[0] + c[0], ("br", op.JEQ if name == "jeq" else op.JGT, k, a[1], c[1]))
+            break
+        self.memo[key] = best
+        return best
+
+    def best(self) -> _Plan:
+        lo = max(self.w[t] for t, m in enumerate(self.masks) if m & ~self.free)
+        for budget in range(lo, lo + 6):
+            self.steps = 0
+            try:
+                got = self.solve(_ALL, budget)
+            except _TooHardError:  # gave up on this budget: try a looser one
+                continue
+            if got is not None:
+                return got[1]
+        raise _TooHardError
+
+
+class _TooHardError(Exception):
+    """The classifier search ran out of budget."""
+
+
+#: Classifier plans by (targets, weights): the variants share them.
+_CLASSIFIED: dict[tuple[tuple[int, ...], tuple[int, ...]], _Plan | None] = {}
+
+
+def _longest(node: _Node, memo: dict[int, int]) -> int:
+    """Longest path (instructions, ``ret`` included) from ``node``."""
+    got = memo.get(id(node))
+    if got is None:
+        got = memo[id(node)] = 1 + max((_longest(c, memo) for c in node.succ()), default=0)
+    return got
+
+
+# ---------------------------------------------------------------------------------------
 # Program construction
 
 
@@ -335,6 +469,13 @@ class _Gen:
         self.l3 = LINKTYPES[linktype][1]
         self.vlan = vlan and linktype == 1
         self.ext = ext
+        self.compact_ext = 0  # 0: jeq chains; 1, 2: tree, rejecting weighs 0 or -1
+        self.v6_first = True
+        self.direct6 = False
+        #: Where frames stop being plain (tags, extension headers): for path estimates.
+        self.cold: list[_Node] = []
+        #: Entry of the untagged IPv4 code: its path is the longest, so it gets no ``ja``.
+        self.hot: list[_Node] = []
         self.acc = self.b.ret(snaplen)
         self.rej = self.b.ret(0)
         self.trees: dict[Ranges, _Plan] = {}
@@ -345,25 +486,20 @@ class _Gen:
             self.trees[ranges] = _RangeTree(ranges).best()[2]
         return self.trees[ranges]
 
-    def port_block(self, ranges: Ranges, absolute: int | None = None) -> _Node:
+    def port_block(self, ranges: Ranges, base: int | None = None) -> _Node:
         """Accept if the source or destination port is in ``ranges``.
 
-        With ``absolute`` the ports are at that offset, else at ``x + L3``.
+        The ports are at ``x + base`` (default: ``x + L3``, X = the L4 offset from the
+        network header).
         """
-        key = (ranges, absolute)
+        key = (ranges, base)
         if key not in self.blocks:
             b = self.b
             plan = self.tree(ranges)
-            if absolute is None:
-                code, off = _LDHX, self.l3
-            else:
-                code, off = _LDH, absolute
-            dport = b.op(code, off + 2, _realise(b, plan, self.acc, self.rej))
-            self.blocks[key] = b.op(code, off, _realise(b, plan, self.acc, dport))
+            off = self.l3 if base is None else base
+            dport = b.op(_LDHX, off + 2, _realise(b, plan, self.acc, self.rej))
+            self.blocks[key] = b.op(_LDHX, off, _realise(b, plan, self.acc, dport))
         return self.blocks[key]
-
-    def block_size(self, ranges: Ranges) -> int:
-        return 2 * (1 + _RangeTree(ranges).best()[1])
 
     # IPv4 -------------------------------------------------------------------------------
     def ipv4(self, tagged: bool) -> _Node:
@@ -388,83 +524,140 @@ class _Gen:
         return b.op(_LDBX if tagged else _LDB, l3 + 9, disp)
 
     # IPv6 -------------------------------------------------------------------------------
-    def final_cases(self) -> dict[int, _Node]:
-        """Upper-layer protocol known, X = L4 offset from the network header."""
-        return {p: self.acc if r is None else self.port_block(r) for p, r in self.plan.v6.items()}
+    def final_cases(self, shifted: bool) -> dict[int, _Node]:
+        """Upper-layer protocol known: accept, or test the ports.
 
-    def walk(self) -> _Node:
-        """Return W(1): A = type of the first extension header, X = its offset.
+        ``shifted``: X is the offset of the end of the fixed IPv6 header from the network
+        header (minimal mode); else X = link extra + extension headers and 40 is added.
+        """
+        b = self.b
+        out: dict[int, _Node] = {}
+        for p, r in self.plan.v6.items():
+            if r is None:
+                out[p] = self.acc
+            elif shifted:
+                out[p] = self.port_block(r)
+            elif self.direct6:
+                out[p] = self.port_block(r, self.l3 + 40)
+            else:
+                out[p] = b.ops([(_TXA, 0), (_ADDK, 40), (_TAX, 0)], self.port_block(r))
+        return out
 
-        Offsets are from the network header. Each step skips one header (M[0] holds the
-        new offset while A fetches its next-header byte); after four, or at any other
-        value, the final dispatch decides. A non-first fragment decides on its
-        next-header byte alone (no ports).
+    def walk(self) -> tuple[_Node, _Node]:
+        """Return the first step's (generic header, fragment header) entry points.
+
+        X is the cursor: the current extension header starts at ``x + L3 + 40``. Each
+        step skips one header (``M[0]`` holds the new cursor while A fetches its
+        next-header byte); after four, or at any other value, the final dispatch decides.
+        A non-first fragment decides on its next-header byte alone (no ports).
         """
         b, l3 = self.b, self.l3
-        final = b.dispatch(_proto_cases(self.final_cases()), self.rej)
+        final = b.dispatch(_proto_cases(self.final_cases(False)), self.rej)
         accept_only = {p: self.acc for p, r in self.plan.v6.items() if r is None}
-        nonfirst = b.op(_LDBX, l3, b.dispatch(_proto_cases(accept_only), self.rej))
+        nonfirst = b.op(_LDBX, l3 + 40, b.dispatch(_proto_cases(accept_only), self.rej))
         after = final
-        for _step in range(IPV6_MAX_EXT):
+        generic = frag = final
+        for step in range(IPV6_MAX_EXT):
             # A = length - 8 (generic) or 0 (first fragment); then X += A + 8, A = next hdr.
-            tail = b.ops([(_ADDK, 8), (_ADDX, 0), (_ST, 0), (_LDBX, l3), (_LDXM, 0)], after)
-            generic = b.ops([(_LDBX, l3 + 1), (_LSHK, 3)], tail)
-            frag = b.ops([(_LDHX, l3 + 2), (_ANDK, 0xFFF8)], b.br(op.JEQ, 0, tail, nonfirst))
-            cases = [(e, generic) for e in IPV6_EXT_GENERIC] + [(IPV6_FRAGMENT, frag)]
-            after = b.dispatch(cases, final)
-        return after
+            tail = b.ops([(_ADDK, 8), (_ADDX, 0), (_ST, 0), (_LDBX, l3 + 40), (_LDXM, 0)], after)
+            generic = b.ops([(_LDBX, l3 + 41), (_LSHK, 3)], tail)
+            frag = b.ops([(_LDHX, l3 + 42), (_ANDK, 0xFFF8)], b.br(op.JEQ, 0, tail, nonfirst))
+            if step < IPV6_MAX_EXT - 1:
+                cases = [(e, generic) for e in IPV6_EXT_GENERIC] + [(IPV6_FRAGMENT, frag)]
+                after = b.dispatch(cases, final)
+        return generic, frag
 
-    def ipv6(self, tagged: bool) -> _Node:
+    def ext_tree(self, wanted: Sequence[tuple[int, _Node]], generic: _Node, frag: _Node) -> _Node:
+        """Dispatch A (next header) to the wanted protocols or the walk, else reject.
+
+        Variant 0: the wanted ``jeq`` chain then four ``jeq``. Otherwise an optimal
+        comparison tree: shortest longest path for values that are no extension header.
+        """
+        b = self.b
+        cases = [(e, generic) for e in IPV6_EXT_GENERIC] + [(IPV6_FRAGMENT, frag)]
+        if not self.compact_ext or len(wanted) > 4:
+            return b.dispatch(wanted, b.dispatch(cases, self.rej))
+        nodes: list[_Node] = [self.rej, generic, frag]
+        target_of = [0] * 256
+        for v, n in [*wanted, *cases]:
+            if n not in nodes:
+                nodes.append(n)
+            target_of[v] = nodes.index(n)
+        memo: dict[int, int] = {}
+        weights = [0 if n in (generic, frag) else _longest(n, memo) for n in nodes]
+        # Rejecting weighs 0 (variant 1) or -1 (2): accepted paths may take one test
+        # more, or must take two fewer, than rejected ones.
+        weights[0] = 1 - self.compact_ext
+        free = _mask((*IPV6_EXT_GENERIC, IPV6_FRAGMENT))
+        key = (tuple(target_of), tuple(weights))
+        if key not in _CLASSIFIED:
+            try:
+                _CLASSIFIED[key] = _Classifier(target_of, weights, free).best()
+            except _TooHardError:
+                _CLASSIFIED[key] = None
+            if len(_CLASSIFIED) > 512:
+                _CLASSIFIED.pop(next(iter(_CLASSIFIED)))
+        plan = _CLASSIFIED[key]
+        if plan is None:
+            return b.dispatch(wanted, b.dispatch(cases, self.rej))
+
+        def realise(p: _Plan) -> _Node:
+            if p[0] == "t":
+                return nodes[p[1]]
+            _, test, k, t, f = p
+            return b.br(test, k, realise(t), realise(f))
+
+        return realise(plan)
+
+    def ipv6(self) -> _Node:
+        """IPv6 dispatch; X = bytes between the link header and IPv6 (0 when untagged)."""
         b, l3 = self.b, self.l3
         if not self.plan.v6:
             return self.rej
-        if tagged:
-            # A = next header, X = tag length + 40, then the X-relative dispatch.
-            if self.ext:
-                target = self.walk()
-            else:
-                target = b.dispatch(_proto_cases(self.final_cases()), self.rej)
-            return b.ops(
-                [(_LDBX, l3 + 6), (_ST, 0), (_TXA, 0), (_ADDK, 40), (_TAX, 0), (op.LD | op.MEM, 0)],
-                target,
-            )
-        cases: dict[int, _Node] = {}
-        fast = self.vlan or self.ext
-        for proto, ranges in self.plan.v6.items():
-            if ranges is None:
-                cases[proto] = self.acc
-            elif fast and self.block_size(ranges) <= 10:
-                cases[proto] = self.port_block(ranges, absolute=l3 + 40)
-            else:
-                cases[proto] = b.op(_LDXI, 40, self.port_block(ranges))
-        last: tuple[int, ...] = ()
-        if self.ext:
-            walk = b.op(_LDXI, 40, self.walk())
-            for e in (*IPV6_EXT_GENERIC, IPV6_FRAGMENT):
-                cases[e] = walk
-            last = (*IPV6_EXT_GENERIC, IPV6_FRAGMENT)
-        disp = b.dispatch(_proto_cases(cases, last=last), self.rej)
-        return b.op(_LDB, l3 + 6, disp)
+        if not (self.vlan or self.ext):
+            # Minimal mode: absolute loads, X = 40 for the shared port block.
+            cases: dict[int, _Node] = {}
+            for proto, ranges in self.plan.v6.items():
+                cases[proto] = (
+                    self.acc if ranges is None else b.op(_LDXI, 40, self.port_block(ranges))
+                )
+            return b.op(_LDB, l3 + 6, b.dispatch(_proto_cases(cases), self.rej))
+        wanted = _proto_cases(self.final_cases(False))
+        if not self.ext:
+            return b.op(_LDBX, l3 + 6, b.dispatch(wanted, self.rej))
+        # An extension header is walked even when its number is a wanted protocol.
+        walked = (*IPV6_EXT_GENERIC, IPV6_FRAGMENT)
+        wanted = [(p, n) for p, n in wanted if p not in walked]
+        generic, frag = self.walk()
+        self.cold += [generic, frag]
+        return b.op(_LDBX, l3 + 6, self.ext_tree(wanted, generic, frag))
 
     # Link layer -------------------------------------------------------------------------
     def root(self) -> _Node:
         b = self.b
-        v4, v6 = self.ipv4(False), self.ipv6(False)
+        v4, v6 = self.ipv4(False), self.ipv6()
+        self.hot.append(v4)
         if self.linktype in (12, 14, 101):
             disp = b.dispatch([(0x40, v4), (0x60, v6)], self.rej)
             if disp is self.rej:
                 return disp
             return b.ops([(_LDB, 0), (_ANDK, 0xF0)], disp)
-        cases = [(0x0800, v4), (0x86DD, v6)]
+        if (self.vlan or self.ext) and self.v6_first:
+            # IPv6 first: its extension-header check costs tests IPv4 does not pay.
+            cases = [(0x86DD, v6), (0x0800, v4)]
+        else:
+            cases = [(0x0800, v4), (0x86DD, v6)]
         if self.vlan:
-            # X = bytes of tags (4 or 8), then one X-relative dispatch on the inner type.
-            inner = b.dispatch([(0x0800, self.ipv4(True)), (0x86DD, self.ipv6(True))], self.rej)
+            # X = bytes of tags (4 or 8); IPv6 code is shared (X is 0 when untagged: the
+            # kernel and libpcap start with X = 0); IPv4 has a tagged copy.
+            inner = b.dispatch([(0x86DD, v6), (0x0800, self.ipv4(True))], self.rej)
             if inner is not self.rej:
                 t2 = b.ops([(_LDH, 20), (_LDXI, 8)], inner)
                 t1 = b.op(
                     _LDH, 16, b.dispatch([(t, t2) for t in VLAN_TPIDS], b.op(_LDXI, 4, inner))
                 )
                 cases += [(t, t1) for t in VLAN_TPIDS]
+                self.cold.append(t1)
         disp = b.dispatch(cases, self.rej)
         if disp is self.rej:
             return disp
@@ -486,18 +679,31 @@ class _Slot:
         self.targets: list[_Slot] = []
 
 
-def _order(root: _Node) -> list[_Node]:
-    """Reverse post-order: every node before its successors."""
+def _reaching(root: _Node, hot: Sequence[_Node]) -> set[int]:
+    """Ids of the nodes from which a node in ``hot`` can be reached (``hot`` included)."""
+    memo: dict[int, bool] = {}
+    hot_ids = {id(h) for h in hot}
+    for node in reversed(_order(root)):  # successors before predecessors
+        memo[id(node)] = id(node) in hot_ids or any(memo[id(c)] for c in node.succ())
+    return {k for k, v in memo.items() if v}
+
+
+def _order(root: _Node, hot: Sequence[_Node] = ()) -> list[_Node]:
+    """Reverse post-order: every node before its successors.
+
+    Depth first along true branches, but towards the ``hot`` nodes first: the first path
+    to reach a shared node falls through into it, so the hot path gets no ``ja``.
+    """
+    toward = _reaching(root, hot) if hot else set()
     seen: set[int] = set()
     post: list[_Node] = []
     stack: list[tuple[_Node, int]] = [(root, 0)]
     seen.add(id(root))
     while stack:
         node, i = stack.pop()
-        succ = node.succ()
-        # Depth first along true branches: the first path to reach a shared node falls
-        # through into it, so the hot paths (IPv4, then IPv6, untagged) get it.
-        kids = succ
+        kids = node.succ()
+        if toward:
+            kids = tuple(sorted(kids, key=lambda c: id(c) not in toward))
         if i < len(kids):
             stack.append((node, i + 1))
             child = kids[i]
@@ -509,8 +715,27 @@ def _order(root: _Node) -> list[_Node]:
     return post[::-1]
 
 
-def _layout(root: _Node) -> list[AsmItem]:
-    nodes = _order(root)
+def _plain_paths(root: _Node, cold: Sequence[_Node]) -> tuple[int, int]:
+    """Return the longest paths that enter no ``cold`` node: to an accepting ``ret``, to any.
+
+    Counted in instructions, ``ret`` included: upper bounds for frames without tags or
+    extension headers.
+    """
+    cold_ids = {id(c) for c in cold}
+    every: dict[int, int] = {}
+    accept: dict[int, int] = {}
+    for node in reversed(_order(root)):
+        kids = [id(c) for c in node.succ() if id(c) not in cold_ids]
+        every[id(node)] = 1 + max((every[c] for c in kids), default=0)
+        if node.kind == "ret":
+            accept[id(node)] = 1 if node.k else -(1 << 20)
+        else:
+            accept[id(node)] = 1 + max((accept[c] for c in kids), default=-(1 << 20))
+    return accept[id(root)], every[id(root)]
+
+
+def _layout(root: _Node, hot: Sequence[_Node] = ()) -> list[AsmItem]:
+    nodes = _order(root, hot)
     slot = {id(n): _Slot(n.kind, n.code, n.k) for n in nodes}
     seq: list[_Slot] = []
     pending: list[tuple[_Slot, _Node]] = []
@@ -626,13 +851,39 @@ def compile_filters(
     plan = plan_rules(rules)
     if plan.everything:
         return BpfProgram.accept_all(linktype, snaplen)
-    gen = _Gen(plan, linktype, snaplen, vlan, ipv6_extension_headers)
-    root = gen.root()
+    best: tuple[tuple[int, int], _Gen, _Node] | None = None
+    # Variants: IPv6 or IPv4 first; the IPv6 next-header dispatch as a jeq chain, or a
+    # comparison tree shortest for rejected, or for accepted frames;
+    # IPv6 ports read at [x + L3 + 40] or through the shared block (X += 40).
+    variants = [(f, c, d) for d in (False, True) for c in (0, 1, 2) for f in (True, False)]
+    if not (vlan or ipv6_extension_headers) or linktype in (12, 14, 101):
+        variants = variants[:1]
+    # Own IPv6 port blocks only when small: a shorter path is not worth a big copy.
+    v6_sets = {r for r in plan.v6.values() if r is not None}
+    if not v6_sets or sum(2 + 2 * _RangeTree(r).best()[1] for r in v6_sets) > _DIRECT6_MAX:
+        variants = [v for v in variants if not v[2]]
+    if not ipv6_extension_headers or not plan.v6:
+        variants = [v for v in variants if not v[1]]
+    if not plan.v4 or not plan.v6:
+        variants = [v for v in variants if v[0]]
+    for v6_first, compact, direct in variants:
+        g = _Gen(plan, linktype, snaplen, vlan, ipv6_extension_headers)
+        g.v6_first, g.compact_ext, g.direct6 = v6_first, compact, direct
+        r = g.root()
+        # The kernel pays per executed instruction: one instruction off the longest
+        # path on plain frames is worth _PATH_WEIGHT instructions of program size.
+        size = len(_order(r))
+        accepted, every = _plain_paths(r, g.cold)
+        cost = (_PATH_WEIGHT * (2 * max(accepted, 0) + every) + size, size)
+        if best is None or cost < best[0]:
+            best = (cost, g, r)
+    assert best is not None
+    _, gen, root = best
     if len(_order(root)) > op.MAX_INSNS:
         raise FilterCompileError(
             f"the filters need more than {op.MAX_INSNS} BPF instructions; use fewer ports"
         )
-    items = _layout(root)
+    items = _layout(root, gen.hot)
     if sum(not isinstance(i, Label) for i in items) > op.MAX_INSNS:
         raise FilterCompileError(
             f"the filters need more than {op.MAX_INSNS} BPF instructions; use fewer ports"
