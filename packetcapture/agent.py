@@ -32,6 +32,7 @@ import os
 import selectors
 import threading
 from collections.abc import Callable, Iterable, Mapping
+from operator import itemgetter
 from pathlib import Path
 
 import attrs
@@ -83,6 +84,7 @@ EndpointKey = tuple[str, str]
 StatusCallback = Callable[[str, str, PacketCaptureStatus], object]
 
 _READ_BATCH = 4096
+_data_of = itemgetter(1)  # a packet's bytes
 _TICK_INTERVAL = _dt.timedelta(seconds=1)
 
 
@@ -659,13 +661,9 @@ class NodeAgent:
                 raise
             if not packets:
                 break
-            write = writer.write
-            total = 0
-            for ts, data, wire_len in packets:
-                write(ts, data, wire_len, stamp)
-                total += len(data)
+            writer.write_many(packets, stamp)  # as write() per packet, several times faster
             session.packets += len(packets)
-            session.bytes += total
+            session.bytes += sum(map(len, map(_data_of, packets)))
             if not session.seen_packet:
                 session.seen_packet = True
                 run.dirty = True

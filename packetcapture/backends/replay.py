@@ -15,7 +15,6 @@ the bad spot was delivered. The end of the last file ends the source cleanly.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -78,8 +77,8 @@ class ReplaySource(PacketSource):
         super().__init__(interface, linktype=linktype, snaplen=snaplen, packet_limit=packet_limit)
         self._readers = readers
         self._next_reader = 0
-        self._it: Iterator[Packet] | None = None
-        self._whole = False
+        self._reader: PcapReader | None = None  # the file being played
+        self._it: Iterator[Packet] | None = None  # paced mode iterates over it
         self._verdict: Callable[[bytes], int] = program.executor()
         self._received = self._filtered = 0
         self._error: ReplayFileError | None = None
@@ -98,20 +97,20 @@ class ReplaySource(PacketSource):
     def _advance(self) -> bool:
         """Move to the next file; False when there is none."""
         if self._next_reader >= len(self._readers):
-            self._it = None
+            self._it = self._reader = None
             return False
         reader = self._readers[self._next_reader]
         self._next_reader += 1
-        self._it = iter(reader)
-        # The reader refuses records longer than this, so below it nothing needs cutting.
-        self._whole = self.snaplen >= max(reader.snaplen, DEFAULT_SNAPLEN)
+        self._reader = reader
+        # Made on first use: fast mode reads batches, which beat this iterator.
+        self._it = None
         return True
 
     def _fail(self, exc: PcapError) -> ReplayFileError:
         error = ReplayFileError(exc)
         error.__cause__ = exc
         self._error = error
-        self._it = None
+        self._it = self._reader = None
         return error
 
     # -- reading -----------------------------------------------------------------------
@@ -127,44 +126,40 @@ class ReplaySource(PacketSource):
         return packets
 
     def _read_fast(self, max_packets: int) -> list[Packet]:
-        it = self._it
-        if it is None:
-            if self._error is None:
-                self._finish("end of capture files")
-            return []
-        batch: list[Packet] = []
-        try:
-            # extend() keeps what it pulled when the reader raises, so no packet before the
-            # bad spot is lost; islice pulls at C speed.
-            batch.extend(itertools.islice(it, max_packets))
-        except PcapError as exc:
-            self._fail(exc)
-        verdict = self._verdict
-        if self._whole:
-            # No record can be longer than our snap length: only the program cuts.
-            out = [
-                p if k >= len(p[1]) else (p[0], p[1][:k], p[2])
-                for p in batch
-                if (k := verdict(p[1]))
-            ]
-        else:
-            snaplen = self.snaplen
-            out = []
-            for p in batch:
-                keep = verdict(p[1])
-                if keep:
-                    keep = min(keep, snaplen)
-                    out.append(p if keep >= len(p[1]) else (p[0], p[1][:keep], p[2]))
-        if len(batch) < max_packets and self._error is None and not self._advance():
-            self._finish("end of capture files")
+        out: list[Packet] = []
+        verdict, snaplen = self._verdict, self.snaplen
+        budget = max_packets  # records read per call, kept or not, as a live socket would
+        while budget > 0:
+            reader = self._reader
+            if reader is None:
+                if self._error is None:
+                    self._finish("end of capture files")
+                break
+            try:
+                # One tight loop in the reader decodes, filters and cuts. Packets before a
+                # bad record come back first; the call after raises.
+                packets, n = reader.read_filtered(budget, verdict, snaplen)
+            except PcapError as exc:
+                self._fail(exc)
+                break
+            if not n:  # this file is done: on to the next
+                self._advance()
+                continue
+            budget -= n
+            self._filtered += n - len(packets)
+            if out:
+                out += packets
+            else:
+                out = packets
         self._received += len(out)
-        self._filtered += len(batch) - len(out)
         return out
 
     def _next_passing(self) -> Packet | None:
         """Pull the next packet that passes the filter (paced mode), or None at the end."""
         verdict, snaplen = self._verdict, self.snaplen
-        while self._it is not None:
+        while self._reader is not None:
+            if self._it is None:
+                self._it = iter(self._reader)
             for packet in self._it:
                 keep = verdict(packet[1])
                 if not keep:

@@ -137,6 +137,13 @@ class PcapReader:
             self.path = name if isinstance(name, str) else None
             self._file = source
             self._owns = False
+        self._origin = 0  # where the file object stood: offsets count from there
+        try:
+            self._seekable = self._file.seekable()
+            if self._seekable:
+                self._origin = self._file.tell()
+        except (AttributeError, OSError, ValueError):
+            self._seekable = False
         self._buf = b""
         self._pos = 0
         self._base = 0  # file offset of _buf[0]
@@ -163,6 +170,8 @@ class PcapReader:
         self._tuples: Iterator[tuple[int, bytes, int]] | None = None
         self._pending: PcapError | None = None  # raised by the next batch call
         self._unpack = struct.Struct(self.byte_order + "IIII").unpack_from
+        self._unpack_caplen = struct.Struct(self.byte_order + "8xI").unpack_from
+        self._unpack_kept = struct.Struct(self.byte_order + "II4xI").unpack_from
 
     # -- buffer handling -------------------------------------------------------------
 
@@ -171,17 +180,29 @@ class PcapReader:
         while len(self._buf) - self._pos < need:
             if self._eof:
                 return False
+            left = len(self._buf) - self._pos
+            start = self._base + self._pos
             try:
-                more = self._file.read(max(_CHUNK, need))
+                if left and self._seekable:
+                    # Read the unconsumed tail again with the next chunk: one copy by the
+                    # kernel instead of joining the tail and the chunk in Python.
+                    self._file.seek(self._origin + start)
+                    more = self._file.read(max(_CHUNK, need))
+                    if len(more) <= left:
+                        self._eof = True
+                        return False
+                    self._buf = more
+                else:
+                    more = self._file.read(max(_CHUNK, need))
+                    if not more:
+                        self._eof = True
+                        return False
+                    self._buf = self._buf[self._pos :] + more if left else more
             except OSError as exc:
                 raise PcapError(
-                    f"read failed: {exc.strerror}", path=self.path, offset=self._base + self._pos
+                    f"read failed: {exc.strerror}", path=self.path, offset=start
                 ) from exc
-            if not more:
-                self._eof = True
-                return False
-            self._base += self._pos
-            self._buf = self._buf[self._pos :] + more
+            self._base = start
             self._pos = 0
         return True
 
@@ -382,11 +403,14 @@ class PcapReader:
         """Decode up to ``limit`` classic records (filtered by ``keep`` when given).
 
         Returns the packets and how many records were consumed. The hot path of replay:
-        locals only, one ``unpack_from`` and one slice per record, the timestamp computed
+        locals only, one ``unpack_from`` and one slice per record, the timestamp decoded
         only for packets kept.
         """
         unpack = self._unpack
+        unpack_caplen = self._unpack_caplen
+        unpack_kept = self._unpack_kept
         mult = 1 if self.nanosecond else 1000
+        ns = _NS
         maxcap = max(self.snaplen, _MAX_SNAPLEN)
         out: list[tuple[int, bytes, int]] = []
         append = out.append
@@ -397,37 +421,43 @@ class PcapReader:
             end = len(buf)
             todo = limit - done
             caplen = 0
-            if keep is None:
-                for i in range(todo):  # noqa: B007 - i is read after the loop
-                    if pos + 16 > end:
-                        break
-                    sec, frac, caplen, wire = unpack(buf, pos)
-                    nxt = pos + 16 + caplen
-                    if nxt > end or caplen > maxcap:
-                        break
-                    append((sec * _NS + frac * mult, buf[pos + 16 : nxt], wire))
-                    pos = nxt
+            i = 0
+            # A header cut by the end of the buffer makes unpack_from raise struct.error:
+            # that ends the loop without a bounds test per record.
+            try:
+                if keep is None:
+                    for i in range(todo):  # noqa: B007 - i is read after the loop
+                        sec, frac, caplen, wire = unpack(buf, pos)
+                        start = pos + 16
+                        nxt = start + caplen
+                        if nxt > end or caplen > maxcap:
+                            break
+                        append((sec * ns + frac * mult, buf[start:nxt], wire))
+                        pos = nxt
+                    else:
+                        i = todo
                 else:
-                    i = todo
-            else:
-                for i in range(todo):  # noqa: B007 - i is read after the loop
-                    if pos + 16 > end:
-                        break
-                    sec, frac, caplen, wire = unpack(buf, pos)
-                    nxt = pos + 16 + caplen
-                    if nxt > end or caplen > maxcap:
-                        break
-                    data = buf[pos + 16 : nxt]
-                    pos = nxt
-                    k = keep(data)
-                    if k:
-                        if cut and k > cut:
-                            k = cut
-                        if k < caplen:
-                            data = data[:k]
-                        append((sec * _NS + frac * mult, data, wire))
-                else:
-                    i = todo
+                    # Only the captured length is decoded for every record, the rest only
+                    # for the packets kept (often a small share).
+                    for i in range(todo):  # noqa: B007 - i is read after the loop
+                        (caplen,) = unpack_caplen(buf, pos)
+                        start = pos + 16
+                        nxt = start + caplen
+                        if nxt > end or caplen > maxcap:
+                            break
+                        data = buf[start:nxt]
+                        if k := keep(data):
+                            sec, frac, wire = unpack_kept(buf, pos)
+                            if cut and k > cut:
+                                k = cut
+                            if k < caplen:
+                                data = data[:k]
+                            append((sec * ns + frac * mult, data, wire))
+                        pos = nxt
+                    else:
+                        i = todo
+            except struct.error:
+                pass
             self._pos = pos
             done += i
             if i == todo:
@@ -447,12 +477,36 @@ class PcapReader:
         return out, done
 
     def _iter_pcap_tuples(self) -> Iterator[tuple[int, bytes, int]]:
-        batch = self._pcap_batch
+        # Kept free of attribute lookups; a generator beats batches here because each
+        # record's memory is reused at once (see read_batch for batches).
+        unpack = self._unpack
+        ns = _NS
+        mult = 1 if self.nanosecond else 1000
+        maxcap = max(self.snaplen, _MAX_SNAPLEN)
         while True:
-            packets = batch(4096, None, 0)[0]
-            if not packets:
+            buf = self._buf
+            pos = self._pos
+            end = len(buf)
+            try:
+                while pos + 16 <= end:
+                    sec, frac, caplen, wire = unpack(buf, pos)
+                    if caplen > maxcap:
+                        raise self._error(
+                            f"record captured length {caplen} exceeds the maximum {maxcap}", pos
+                        )
+                    nxt = pos + 16 + caplen
+                    if nxt > end:
+                        break
+                    yield (sec * ns + frac * mult, buf[pos + 16 : nxt], wire)
+                    pos = nxt
+            finally:
+                self._pos = pos
+            if not self._fill(end - pos + 1):
+                if self._pos < len(self._buf):
+                    left = len(self._buf) - self._pos
+                    what = "record header" if left < 16 else "record data"
+                    raise self._truncated(what, self._pos)
                 return
-            yield from packets
 
     def _iter_pcap(self) -> Iterator[PcapRecord]:
         linktype = self.linktype
