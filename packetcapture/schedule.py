@@ -436,21 +436,29 @@ def aggregate_state(
     running; else ``Scheduled`` if any is scheduled; else ``Finished``. With no interfaces,
     ``when_empty``.
     """
-    seen: set[CaptureState] = set()
-    captured = False
+    # One pass with flags, stopping at the first Error (the top of the precedence): this runs
+    # on every input, so it avoids building a set of states.
+    empty = True
+    captured = waiting = scheduled = False
     for status in interfaces:
-        seen.add(status.state)
-        captured = captured or (status.running and status.captured)
-    if not seen:
+        empty = False
+        state = status.state
+        if state is _E:
+            return _E
+        if state is _C or state is _W:
+            if status.captured:
+                captured = True
+            if state is _W:
+                waiting = True
+        elif state is _S:
+            scheduled = True
+    if empty:
         return when_empty
-    if _E in seen:
-        return _E
     if captured:
         return _C
-    for state in (_W, _S):
-        if state in seen:
-            return state
-    return _F
+    if waiting:
+        return _W
+    return _S if scheduled else _F
 
 
 # --------------------------------------------------------------------------------------------
@@ -849,10 +857,13 @@ class CaptureSchedule:
         old_node = self._node_state
         self._node_state = aggregate_state(self._ifaces.values(), when_empty=self._empty_state())
         changed = self._node_state is not old_node
-        self._idle = self._result((), (), False)
+        states = MappingProxyType(self.states())  # one snapshot serves both results
+        self._idle = self._result((), (), False, states=states)
         if not (txn.transitions or changed or txn.stale):
             return self._idle
-        return self._result(tuple(txn.actions), tuple(txn.transitions), changed, txn.stale)
+        return self._result(
+            tuple(txn.actions), tuple(txn.transitions), changed, txn.stale, states=states
+        )
 
     def _result(
         self,
@@ -860,11 +871,13 @@ class CaptureSchedule:
         transitions: tuple[Transition, ...],
         changed: bool,
         stale: bool = False,
+        *,
+        states: Mapping[str, CaptureState] | None = None,
     ) -> ScheduleResult:
         return ScheduleResult(
             actions=actions,
             transitions=transitions,
-            states=MappingProxyType(self.states()),
+            states=MappingProxyType(self.states()) if states is None else states,
             node_state=self._node_state,
             node_state_changed=changed,
             next_deadline=self._deadline,
