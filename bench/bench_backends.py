@@ -1,11 +1,12 @@
 """Benchmarks of the capture backends, side by side with tcpdump on this machine.
 
 1. Replay: a generated 1,000,000-frame pcap through a filter into an output pcap, ours vs
-   ``tcpdump -r in.pcap -w out.pcap EXPR``. Ours: the ReplayBackend source read in batches
-   of 4096 into ``RotatingWriter.write_many`` (one big file, closed with fsync), the same
-   with ``write()`` per packet, and the whole NodeAgent (one capture, one endpoint whose
-   interface replays the file, stepped until idle). First each stage alone: reader,
-   executor, source, writers.
+   ``tcpdump -r in.pcap -w out.pcap EXPR``. Ours: the ReplayBackend source's raw lane
+   (``read_raw`` -> ``RotatingWriter.write_raw``: kept records copied as stored), the source
+   read in batches of 4096 into ``RotatingWriter.write_many`` (one big file, closed with
+   fsync), the same with ``write()`` per packet, and the whole NodeAgent (one capture, one
+   endpoint whose interface replays the file, stepped until idle; it takes the raw lane).
+   First each stage alone: reader, executor, source, writers.
 2. Live (root): UDP frames sent at increasing offered rates across a veth pair between two
    namespaces made for the run; ours (AfPacketBackend ring -> PcapWriter, in its own process)
    vs ``tcpdump -w`` on the same interface, one after the other at each rate. A rate is
@@ -116,6 +117,31 @@ def replay_write_many(src: Path, tmp: Path) -> tuple[float, int]:
     return time.perf_counter() - start, kept
 
 
+def replay_raw(src: Path, tmp: Path) -> tuple[float, int]:
+    """ReplaySource.read_raw -> RotatingWriter.write_raw (records copied as stored)."""
+    program = compile_filters(RULES)
+    start = time.perf_counter()
+    with (
+        ReplayBackend({"in": src}).open("in", program) as source,
+        RotatingWriter(
+            tmp / "ours", "ns", "cap", "pod", "in", linktype=source.linktype, settings=BIG_FILES
+        ) as writer,
+    ):
+        kept = 0
+        nano = writer.settings.nanosecond
+        while not source.exhausted:
+            now = time.time()
+            got = source.read_raw(READ_BATCH, nanosecond=nano, snaplen=writer.snaplen)
+            if got is None:  # not with this file: the normal path
+                kept += writer.write_many(source.read(READ_BATCH), now)
+                continue
+            records, count, rest = got
+            kept += writer.write_raw(records, count, now)
+            if rest:
+                kept += writer.write_many(source.read(rest), now)
+    return time.perf_counter() - start, kept
+
+
 def replay_write(src: Path, tmp: Path) -> tuple[float, int]:
     """The same with RotatingWriter.write per packet (how it was done before write_many)."""
     program = compile_filters(RULES)
@@ -202,6 +228,11 @@ def bench_components(src: Path, n: int, repeat: int) -> None:
             while not s.exhausted:
                 s.read(READ_BATCH)
 
+    def source_raw() -> None:
+        with ReplayBackend({"in": src}).open("in", program) as s:
+            while not s.exhausted:
+                s.read_raw(READ_BATCH, nanosecond=False, snaplen=262144)
+
     def rotating(many: bool) -> Callable[[], None]:
         def run() -> None:
             with tempfile.TemporaryDirectory(prefix="pcxbench") as tmp:
@@ -236,6 +267,7 @@ def bench_components(src: Path, n: int, repeat: int) -> None:
         f"PcapReader.read_batch({READ_BATCH})": batches,
         "BPF executor verdicts": execute,
         f"replay source read({READ_BATCH}) (decode+filter)": source,
+        f"replay source read_raw({READ_BATCH}) (filter, raw)": source_raw,
         "PcapWriter.write, 100 B": plain(False),
         "PcapWriter.write_many, 100 B": plain(True),
         "RotatingWriter.write, 100 B": rotating(False),
@@ -265,6 +297,7 @@ def bench_replay(n: int, repeat: int, components: bool) -> None:
         if components:
             bench_components(src, n, repeat)
         tools = {
+            "ours: replay read_raw -> write_raw": replay_raw,
             "ours: replay -> write_many": replay_write_many,
             "ours: replay -> write per packet": replay_write,
             "ours: NodeAgent + ReplayBackend": replay_agent,

@@ -38,6 +38,7 @@ from pathlib import Path
 import attrs
 
 from packetcapture.backends.base import CaptureBackend, LinktypeMismatchError, PacketSource
+from packetcapture.backends.replay import ReplaySource
 from packetcapture.bpf import BpfProgram, compile_filters, pcap_expression
 from packetcapture.clock import Clock, SystemClock
 from packetcapture.errors import BackendError, PacketCaptureError, PcapError
@@ -652,24 +653,44 @@ class NodeAgent:
             return
         now = self._now
         stamp = now.timestamp()  # writers take float seconds fastest, once per batch
+        # Replayed classic pcap into a classic pcap writer: records are copied as they are
+        # in the file, with the same result as decoding and re-encoding them.
+        nano = writer.settings.nanosecond
+        raw = isinstance(source, ReplaySource) and writer.accepts_raw(nanosecond=nano)
         for _ in range(64 if not final else 1):
+            count = 0
             try:
-                packets = source.read(_READ_BATCH)
+                got = None
+                if raw:
+                    assert isinstance(source, ReplaySource)
+                    got = source.read_raw(_READ_BATCH, nanosecond=nano, snaplen=writer.snaplen)
+                if got is None:
+                    packets = source.read(_READ_BATCH)
+                else:
+                    records, count, rest = got
+                    if count:
+                        writer.write_raw(records, count, stamp)
+                        session.packets += count
+                        session.bytes += len(records) - 16 * count  # minus record headers
+                    # The rest of the batch, from a packet the raw lane cannot copy as is.
+                    packets = source.read(rest) if rest else []
             except BackendError:
                 if final:
                     return
                 raise
-            if not packets:
+            if packets:
+                writer.write_many(packets, stamp)  # as write() per packet, several times faster
+                session.packets += len(packets)
+                session.bytes += sum(map(len, map(_data_of, packets)))
+            got_n = count + len(packets)
+            if not got_n:
                 break
-            writer.write_many(packets, stamp)  # as write() per packet, several times faster
-            session.packets += len(packets)
-            session.bytes += sum(map(len, map(_data_of, packets)))
             if not session.seen_packet:
                 session.seen_packet = True
                 run.dirty = True
                 if not final and session.interface in run.schedule:
                     self._perform(run, run.schedule.packet_seen(session.interface, now))
-            if len(packets) < _READ_BATCH or source.exhausted:
+            if got_n < _READ_BATCH or source.exhausted:
                 break
 
     def _fail(self, run: _Run, session: _Session, reason: str) -> None:

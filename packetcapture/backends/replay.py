@@ -43,6 +43,8 @@ __all__ = ["ReplayBackend", "ReplayFileError", "ReplaySource"]
 logger = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike[str]
+#: ``(records, count, rest)`` from :meth:`ReplaySource.read_raw`.
+RawBatch = tuple[bytes, int, int]
 _NS = 1_000_000_000
 
 
@@ -153,6 +155,81 @@ class ReplaySource(PacketSource):
                 out = packets
         self._received += len(out)
         return out
+
+    def read_raw(self, max_packets: int, *, nanosecond: bool, snaplen: int) -> RawBatch | None:
+        """Read like :meth:`read`, but return the packets as raw classic pcap records.
+
+        The fast lane for copying a replayed file into a classic pcap writer. Returns
+        ``(records, count, rest)``: ``records`` holds the first ``count`` packets that
+        ``read(max_packets)`` would return, as the little-endian records (timestamps in
+        nanoseconds if ``nanosecond``, else microseconds) a writer of that resolution and
+        snap length ``snaplen`` would write for them, taken from the file without decoding
+        (see :meth:`RotatingWriter.write_raw`). ``rest`` is non-zero when reading stopped
+        at a packet that needs the normal path: ``read(rest)`` then returns the remaining
+        packets of the same batch. Counters, the packet limit, the end of the source and
+        errors are as for :meth:`read`.
+
+        Returns None, having consumed nothing, when the first packet cannot be served this
+        way (paced replay, a pcapng, big-endian or other-resolution file, or a packet that
+        would need cutting or fixing): call :meth:`read` instead.
+        """
+        self._check_open()
+        if self._end_reason is not None or max_packets <= 0:
+            return b"", 0, 0
+        if self._speed is not None:
+            return None
+        limit = self._limit
+        if limit is not None:
+            max_packets = min(max_packets, limit - self._delivered)
+            if max_packets <= 0:
+                self._finish("packet limit reached")
+                return b"", 0, 0
+        if self._error is not None:
+            raise self._error
+        parts, count, rest = self._read_raw(max_packets, nanosecond, snaplen)
+        if rest == max_packets:
+            return None
+        if self._error is not None and not count:
+            raise self._error
+        self._received += count
+        self._delivered += count
+        if limit is not None and self._delivered >= limit and self._end_reason is None:
+            self._finish("packet limit reached")
+        return (parts[0] if len(parts) == 1 else b"".join(parts)), count, rest
+
+    def _read_raw(
+        self, max_packets: int, nanosecond: bool, snaplen: int
+    ) -> tuple[list[bytes], int, int]:
+        """Run ``_read_fast``'s loop on raw batches: return ``(parts, count, records left)``."""
+        parts: list[bytes] = []
+        verdict = self._verdict
+        count = 0
+        budget = max_packets  # records read per call, kept or not, as in _read_fast
+        while budget > 0:
+            reader = self._reader
+            if reader is None:
+                if self._error is None:
+                    self._finish("end of capture files")
+                break
+            if not reader.raw_capable or reader.nanosecond != nanosecond:
+                return parts, count, budget
+            try:
+                got = reader.read_filtered_raw(budget, verdict, self.snaplen, limit=snaplen)
+            except PcapError as exc:
+                self._fail(exc)
+                break
+            if got is None:
+                return parts, count, budget
+            records, kept, n = got
+            if not n:  # this file is done: on to the next
+                self._advance()
+                continue
+            budget -= n
+            self._filtered += n - kept
+            if kept:
+                count += kept
+                parts.append(records)
+        return parts, count, 0
 
     def _next_passing(self) -> Packet | None:
         """Pull the next packet that passes the filter (paced mode), or None at the end."""

@@ -380,6 +380,104 @@ class PcapReader:
                 out.append((ts, data, wire) if k >= len(data) else (ts, data[:k], wire))
         return out, len(batch)
 
+    @property
+    def raw_capable(self) -> bool:
+        """Whether :meth:`read_filtered_raw` works: little-endian classic pcap, not iterated."""
+        return (
+            self.format == "pcap"
+            and self.byte_order == "<"
+            and self._tuples is None
+            and self._gen is None
+        )
+
+    def read_filtered_raw(
+        self,
+        max_records: int,
+        keep: Callable[[bytes], int],
+        snaplen: int | None = None,
+        *,
+        limit: int | None = None,
+    ) -> tuple[bytes, int, int] | None:
+        """Like :meth:`read_filtered`, but hand the kept records over as they are in the file.
+
+        Returns ``(records, kept, records_read)``: ``records`` is the kept records' bytes
+        (16-byte header and data each, exactly as stored) joined, ``kept`` how many there
+        are. That is only a faithful copy of what :meth:`read_filtered` would give when a
+        kept record needs no change, so reading stops before the first kept record that
+        ``keep`` or ``snaplen`` (as for :meth:`read_filtered`) would cut, whose captured
+        length exceeds ``limit`` (a writer's snap length), whose wire length is below its
+        captured length or whose sub-second field is out of range; when that is the first
+        record, None is returned (read it with :meth:`read_filtered`).
+        ``records_read`` is ``0`` only at the end of the file. Errors as
+        :meth:`read_batch`. Only for a reader where :attr:`raw_capable` holds.
+        """
+        if not self.raw_capable:
+            raise ValueError("raw reading needs a little-endian classic pcap file not iterated")
+        if self._pending is not None:
+            error, self._pending = self._pending, None
+            raise error
+        unpack = self._unpack
+        lim = _NS if self.nanosecond else 1_000_000
+        maxcap = max(self.snaplen, _MAX_SNAPLEN)
+        if snaplen is not None and snaplen < maxcap:
+            limit = snaplen if limit is None else min(limit, snaplen)
+        if limit is None:
+            limit = maxcap
+        runs: list[bytes] = []
+        run = runs.append
+        kept = done = 0
+        odd = False  # stopped before a record that needs the normal path
+        while done < max_records:
+            buf = self._buf
+            pos = self._pos
+            end = len(buf)
+            todo = max_records - done
+            caplen = 0
+            i = 0
+            start_run = -1  # where the current stretch of kept records starts
+            try:
+                for i in range(todo):  # noqa: B007 - i is read after the loop
+                    _sec, frac, caplen, wire = unpack(buf, pos)
+                    nxt = pos + 16 + caplen
+                    if nxt > end or caplen > maxcap:
+                        break
+                    if k := keep(buf[pos + 16 : nxt]):
+                        if k < caplen or caplen > limit or wire < caplen or frac >= lim:
+                            odd = True
+                            break
+                        if start_run < 0:
+                            start_run = pos
+                        kept += 1
+                    elif start_run >= 0:
+                        run(buf[start_run:pos])
+                        start_run = -1
+                    pos = nxt
+                else:
+                    i = todo
+            except struct.error:
+                pass
+            if start_run >= 0:
+                run(buf[start_run:pos])
+            self._pos = pos
+            done += i
+            if i == todo or odd:
+                break
+            if caplen > maxcap and pos + 16 <= end:
+                if done:
+                    break  # hand out the good records first; the next call raises
+                raise self._error(
+                    f"record captured length {caplen} exceeds the maximum {maxcap}", pos
+                )
+            if not self._fill(end - pos + 1):
+                if self._pos < len(self._buf) and not done:
+                    left = len(self._buf) - self._pos
+                    what = "record header" if left < 16 else "record data"
+                    raise self._truncated(what, self._pos)
+                break
+        if odd and not done:
+            return None
+        return b"".join(runs), kept, done
+
     def _drain(
         self, it: Iterator[tuple[int, bytes, int]], max_records: int
     ) -> list[tuple[int, bytes, int]]:

@@ -55,6 +55,7 @@ log = logging.getLogger(__name__)
 
 _NS = 1_000_000_000
 _RECORD = struct.Struct("<IIII")
+_CAPLEN = struct.Struct("<8xI")
 # Flush early when this much is buffered, whatever the policy says, to bound memory.
 _MAX_BUFFER = 4 << 20
 # write_many encodes this many records at a time: big enough to amortise the per-chunk
@@ -178,6 +179,19 @@ class PcapWriter:
                 self.packets_written += len(chunk)
             n += len(chunk)
         return n
+
+
+def _fit(records: bytes, pos: int, room: int, most: int) -> tuple[int, int]:
+    """Count the records from ``pos`` (at most ``most``) whose total size fits ``room``."""
+    unpack = _CAPLEN.unpack_from
+    n = size = 0
+    while n < most:
+        rec = 16 + unpack(records, pos + size)[0]
+        if size + rec > room:
+            break
+        size += rec
+        n += 1
+    return n, size
 
 
 def _encode(
@@ -496,6 +510,88 @@ class RotatingWriter:
                 done = rotate_at + 1
             n += done
             left = chunk[done:] + left
+
+    def accepts_raw(self, *, nanosecond: bool, byte_order: str = "<") -> bool:
+        """Say whether :meth:`write_raw` takes classic records of this resolution and order."""
+        return not self._ng and nanosecond == self._nano and byte_order == "<"
+
+    def write_raw(self, records: bytes, count: int, now: Now) -> int:
+        """Append ``count`` classic pcap records already encoded; return ``count``.
+
+        ``records`` must hold whole little-endian records in this writer's timestamp
+        resolution (see :meth:`accepts_raw`), each with a captured length at most
+        :attr:`snaplen`, a wire length at least the captured length and a valid sub-second
+        field: then the result (files, names, rotation points, counters) is exactly that of
+        :meth:`write_many` with the decoded packets and the same ``now``, without decoding
+        or encoding anything. Size rotation walks the record headers only when it falls
+        inside ``records``.
+        """
+        if self._failed is not None or self._closed:
+            self._refuse()
+        if self._ng:
+            raise PcapError("write_raw needs a classic pcap writer", path=str(self.active_path))
+        if not count:
+            return 0
+        t = now if type(now) is float else seconds_of(now)
+        # As the first packet of write_many: the period starts, a time rotation may happen.
+        if self._period_start is None:
+            self._period_start = t
+        if self._file_packets and t - self._period_start >= self.settings.rotation_seconds:
+            self.rotate(now)
+        total = len(records)
+        pos = 0
+        left = count
+        while left:
+            if self._fd is None:
+                self._open_active(now)
+            size = total - pos
+            n = left
+            if self._size + size > self._max_size:
+                # Only the records that fit before the size limit go to this file.
+                n, size = _fit(records, pos, self._max_size - self._size, left)
+                if not n:
+                    if self._file_packets:
+                        self.rotate(now)
+                        continue
+                    n, size = 1, 16 + _CAPLEN.unpack_from(records, pos)[0]
+            part = records[pos : pos + size] if size != total else records
+            if not self._buf_packets and (n >= self._flush_packets or size >= _MAX_BUFFER):
+                self._write_raw_through(part, n, t)
+            else:
+                if not self._buf_packets:
+                    self._buf_since = t
+                self._buf += part
+                self._buf_packets += n
+                self._file_packets += n
+                self._size += size
+                self.bytes_written += size
+                self.packets_written += n
+                if (
+                    self._buf_packets >= self._flush_packets
+                    or t - self._buf_since >= self._flush_interval
+                    or len(self._buf) >= _MAX_BUFFER
+                ):
+                    self.flush()
+            pos += size
+            left -= n
+        return count
+
+    def _write_raw_through(self, data: bytes, k: int, t: float) -> None:
+        """Write records straight to the file with an empty buffer (no copy into it)."""
+        assert self._fd is not None
+        size = len(data)
+        self._buf_since = t
+        self._buf_packets = k  # what _fail() takes back if the write fails
+        self._file_packets += k
+        self._size += size
+        self.bytes_written += size
+        self.packets_written += k
+        try:
+            _write_all(self._fd, data)
+        except OSError as exc:
+            self._fail(exc, "write failed")
+        self._committed += size
+        self._buf_packets = 0
 
     def _write_through(self, records: list[bytes], size: int, t: float) -> None:
         """Like ``_commit`` then ``flush`` with an empty buffer, without copying into it."""
