@@ -82,6 +82,7 @@ class ReplaySource(PacketSource):
         self._reader: PcapReader | None = None  # the file being played
         self._it: Iterator[Packet] | None = None  # paced mode iterates over it
         self._verdict: Callable[[bytes], int] = program.executor()
+        self._scanner = program.pcap_scanner()  # the raw lane's fused filter loop
         self._received = self._filtered = 0
         self._error: ReplayFileError | None = None
         self._speed = speed if speed else None
@@ -214,7 +215,9 @@ class ReplaySource(PacketSource):
             if not reader.raw_capable or reader.nanosecond != nanosecond:
                 return parts, count, budget
             try:
-                got = reader.read_filtered_raw(budget, verdict, self.snaplen, limit=snaplen)
+                got = reader.read_filtered_raw(
+                    budget, verdict, self.snaplen, limit=snaplen, scanner=self._scanner
+                )
             except PcapError as exc:
                 self._fail(exc)
                 break
@@ -292,6 +295,7 @@ class ReplaySource(PacketSource):
 
     def _set_program(self, program: BpfProgram) -> None:
         self._verdict = program.executor()
+        self._scanner = program.pcap_scanner()
 
     def _stats(self) -> SourceStats:
         return SourceStats(self._received, 0, self._filtered)

@@ -38,6 +38,9 @@ class BpfProgram:
     _executor: list[Callable[[bytes], int]] = attrs.field(
         factory=list, init=False, repr=False, eq=False, hash=False
     )
+    _scanner: list[_codegen.Scanner] = attrs.field(
+        factory=list, init=False, repr=False, eq=False, hash=False
+    )
 
     def __attrs_post_init__(self) -> None:
         validate(self.instructions)
@@ -79,6 +82,17 @@ class BpfProgram:
         if not self._executor:
             self._executor.append(_codegen.make_executor(self.instructions))
         return self._executor[0]
+
+    def pcap_scanner(self) -> _codegen.Scanner:
+        """Return the program fused into a loop over classic pcap records (cached).
+
+        For :meth:`PcapReader.read_filtered_raw`: the verdicts are those of ``run`` on
+        each record's captured bytes, computed in place without slicing them out. See
+        ``packetcapture.bpf._codegen.make_scanner`` for the calling convention.
+        """
+        if not self._scanner:
+            self._scanner.append(_codegen.make_scanner(self.instructions))
+        return self._scanner[0]
 
     def python_source(self) -> str:
         """Return the source of the generated executor (for debugging)."""

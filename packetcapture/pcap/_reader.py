@@ -397,6 +397,7 @@ class PcapReader:
         snaplen: int | None = None,
         *,
         limit: int | None = None,
+        scanner: Callable[..., tuple[int, int, int, int, bool]] | None = None,
     ) -> tuple[bytes, int, int] | None:
         """Like :meth:`read_filtered`, but hand the kept records over as they are in the file.
 
@@ -410,6 +411,10 @@ class PcapReader:
         record, None is returned (read it with :meth:`read_filtered`).
         ``records_read`` is ``0`` only at the end of the file. Errors as
         :meth:`read_batch`. Only for a reader where :attr:`raw_capable` holds.
+
+        ``scanner`` (from :meth:`BpfProgram.pcap_scanner` of the program ``keep`` runs)
+        does the same work with the filter inlined in the record loop: much faster, and
+        ``keep`` is then not called.
         """
         if not self.raw_capable:
             raise ValueError("raw reading needs a little-endian classic pcap file not iterated")
@@ -432,32 +437,14 @@ class PcapReader:
             pos = self._pos
             end = len(buf)
             todo = max_records - done
-            caplen = 0
-            i = 0
-            start_run = -1  # where the current stretch of kept records starts
-            try:
-                for i in range(todo):  # noqa: B007 - i is read after the loop
-                    _sec, frac, caplen, wire = unpack(buf, pos)
-                    nxt = pos + 16 + caplen
-                    if nxt > end or caplen > maxcap:
-                        break
-                    if k := keep(buf[pos + 16 : nxt]):
-                        if k < caplen or caplen > limit or wire < caplen or frac >= lim:
-                            odd = True
-                            break
-                        if start_run < 0:
-                            start_run = pos
-                        kept += 1
-                    elif start_run >= 0:
-                        run(buf[start_run:pos])
-                        start_run = -1
-                    pos = nxt
-                else:
-                    i = todo
-            except struct.error:
-                pass
-            if start_run >= 0:
-                run(buf[start_run:pos])
+            if scanner is not None:
+                got = scanner(buf, pos, end, todo, limit, lim, maxcap, unpack, run)
+            else:
+                got = self._scan_raw(
+                    buf, pos, end, todo, keep=keep, limit=limit, lim=lim, maxcap=maxcap, run=run
+                )
+            pos, i, n, caplen, odd = got
+            kept += n
             self._pos = pos
             done += i
             if i == todo or odd:
@@ -477,6 +464,49 @@ class PcapReader:
         if odd and not done:
             return None
         return b"".join(runs), kept, done
+
+    def _scan_raw(
+        self,
+        buf: bytes,
+        pos: int,
+        end: int,
+        todo: int,
+        *,
+        keep: Callable[[bytes], int],
+        limit: int,
+        lim: int,
+        maxcap: int,
+        run: Callable[[bytes], object],
+    ) -> tuple[int, int, int, int, bool]:
+        """Run the record loop of :meth:`read_filtered_raw` calling ``keep`` (a scanner)."""
+        unpack = self._unpack
+        caplen = i = kept = 0
+        odd = False  # stopped before a record that needs the normal path
+        start_run = -1  # where the current stretch of kept records starts
+        try:
+            for i in range(todo):  # noqa: B007 - i is read after the loop
+                _sec, frac, caplen, wire = unpack(buf, pos)
+                nxt = pos + 16 + caplen
+                if nxt > end or caplen > maxcap:
+                    break
+                if k := keep(buf[pos + 16 : nxt]):
+                    if k < caplen or caplen > limit or wire < caplen or frac >= lim:
+                        odd = True
+                        break
+                    if start_run < 0:
+                        start_run = pos
+                    kept += 1
+                elif start_run >= 0:
+                    run(buf[start_run:pos])
+                    start_run = -1
+                pos = nxt
+            else:
+                i = todo
+        except struct.error:
+            pass
+        if start_run >= 0:
+            run(buf[start_run:pos])
+        return pos, i, kept, caplen, odd
 
     def _drain(
         self, it: Iterator[tuple[int, bytes, int]], max_records: int
