@@ -38,7 +38,6 @@ from pathlib import Path
 import attrs
 
 from packetcapture.backends.base import CaptureBackend, LinktypeMismatchError, PacketSource
-from packetcapture.backends.replay import ReplaySource
 from packetcapture.bpf import BpfProgram, compile_filters, pcap_expression
 from packetcapture.clock import Clock, SystemClock
 from packetcapture.errors import BackendError, PacketCaptureError, PcapError
@@ -653,16 +652,15 @@ class NodeAgent:
             return
         now = self._now
         stamp = now.timestamp()  # writers take float seconds fastest, once per batch
-        # Replayed classic pcap into a classic pcap writer: records are copied as they are
-        # in the file, with the same result as decoding and re-encoding them.
+        # A source with a raw lane (replayed classic pcap) into a classic pcap writer: records
+        # are copied as they are, with the same result as decoding and re-encoding them.
         nano = writer.settings.nanosecond
-        raw = isinstance(source, ReplaySource) and writer.accepts_raw(nanosecond=nano)
+        raw = writer.accepts_raw(nanosecond=nano)
         for _ in range(64 if not final else 1):
             count = 0
             try:
                 got = None
                 if raw:
-                    assert isinstance(source, ReplaySource)
                     got = source.read_raw(_READ_BATCH, nanosecond=nano, snaplen=writer.snaplen)
                 if got is None:
                     packets = source.read(_READ_BATCH)

@@ -49,6 +49,7 @@ __all__ = [
     "LinktypeMismatchError",
     "Packet",
     "PacketSource",
+    "RawBatch",
     "SourceStats",
     "available_backends",
     "check_linktype",
@@ -62,6 +63,9 @@ logger = logging.getLogger(__name__)
 #: One captured packet: capture time in nanoseconds since the Unix epoch, the captured bytes
 #: (at most the snap length) and the length the packet had on the wire.
 Packet = tuple[int, bytes, int]
+
+#: A batch from :meth:`PacketSource.read_raw`: ``(records, count, rest)``.
+RawBatch = tuple[bytes, int, int]
 
 #: Default snap length: keep whole packets (what tcpdump and Calico use).
 DEFAULT_SNAPLEN = 262144
@@ -201,6 +205,19 @@ class PacketSource(abc.ABC):
         if limit is not None and self._delivered >= limit and self._end_reason is None:
             self._finish("packet limit reached")
         return packets
+
+    def read_raw(self, max_packets: int, *, nanosecond: bool, snaplen: int) -> RawBatch | None:
+        """Return the next packets as raw little-endian classic pcap records, if supported.
+
+        A source that can hand packets over exactly as a classic pcap writer of that
+        timestamp resolution and ``snaplen`` would store them (the replay backend, for a
+        classic pcap file) returns ``(records, count, rest)`` and a writer appends
+        ``records`` as they are (:meth:`RotatingWriter.write_raw`); ``read(rest)`` then
+        returns the rest of the batch. The default, for every other source, is ``None``:
+        nothing was consumed, call :meth:`read`.
+        """
+        self._check_open()
+        return None
 
     def set_program(self, program: BpfProgram) -> None:
         """Swap the filter without reopening; packets read afterwards match ``program``."""

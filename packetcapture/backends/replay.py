@@ -28,6 +28,7 @@ from packetcapture.backends.base import (
     LinktypeMismatchError,
     Packet,
     PacketSource,
+    RawBatch,
     SourceStats,
     check_linktype,
 )
@@ -43,8 +44,6 @@ __all__ = ["ReplayBackend", "ReplayFileError", "ReplaySource"]
 logger = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike[str]
-#: ``(records, count, rest)`` from :meth:`ReplaySource.read_raw`.
-RawBatch = tuple[bytes, int, int]
 _NS = 1_000_000_000
 
 
