@@ -257,157 +257,72 @@ def test_plan(capsys: pytest.CaptureFixture[str]) -> None:
     ("args", "code", "needle"),
     [
         (
-            [
-                "run",
-                "{missing}",
-                "--endpoints",
-                "{endpoints}",
-                "--node",
-                "node-1",
-                "--replay-dir",
-                "{traffic}",
-                "--capture-dir",
-                "{out}",
-            ],
+            "run {missing} --endpoints {endpoints} --node node-1 --replay-dir {traffic} "
+            "--capture-dir {out}",
             1,
             "no such file",
         ),
         (
-            [
-                "run",
-                "{capture}",
-                "--endpoints",
-                "{capture}",
-                "--node",
-                "node-1",
-                "--replay-dir",
-                "{traffic}",
-                "--capture-dir",
-                "{out}",
-            ],
+            "run {capture} --endpoints {capture} --node node-1 --replay-dir {traffic} "
+            "--capture-dir {out}",
             1,
             "no WorkloadEndpoint resources found",
         ),
         (
-            [
-                "run",
-                "{capture}",
-                "--endpoints",
-                "{endpoints}",
-                "--node",
-                "node-9",
-                "--replay-dir",
-                "{traffic}",
-                "--capture-dir",
-                "{out}",
-            ],
+            "run {capture} --endpoints {endpoints} --node node-9 --replay-dir {traffic} "
+            "--capture-dir {out}",
             1,
             "no endpoints on node 'node-9'",
         ),
         (
-            [
-                "run",
-                "{capture}",
-                "--endpoints",
-                "{endpoints}",
-                "--node",
-                "node-1",
-                "--replay-dir",
-                "{missing}",
-                "--capture-dir",
-                "{out}",
-            ],
+            "run {capture} --endpoints {endpoints} --node node-1 --replay-dir {missing} "
+            "--capture-dir {out}",
             1,
             "no such directory",
         ),
         (
-            [
-                "run",
-                "{capture}",
-                "--endpoints",
-                "{endpoints}",
-                "--node",
-                "node-1",
-                "--replay",
-                "nofile",
-                "--capture-dir",
-                "{out}",
-            ],
+            "run {capture} --endpoints {endpoints} --node node-1 --replay nofile "
+            "--capture-dir {out}",
             1,
             "expected IFACE=FILE",
         ),
         (
-            [
-                "run",
-                "{bad}",
-                "--endpoints",
-                "{endpoints}",
-                "--node",
-                "node-1",
-                "--replay-dir",
-                "{traffic}",
-                "--capture-dir",
-                "{out}",
-            ],
+            "run {bad} --endpoints {endpoints} --node node-1 --replay-dir {traffic} "
+            "--capture-dir {out}",
             1,
             "spec.filters[0].protocol",
         ),
         (
-            [
-                "run",
-                "{capture}",
-                "--endpoints",
-                "{endpoints}",
-                "--node",
-                "node-1",
-                "--replay-dir",
-                "{traffic}",
-                "--capture-dir",
-                "{out}",
-                "--max-files",
-                "0",
-            ],
+            "run {capture} --endpoints {endpoints} --node node-1 --replay-dir {traffic} "
+            "--capture-dir {out} --max-files 0",
             2,
             "must be at least 1",
         ),
         (
-            [
-                "run",
-                "{capture}",
-                "--endpoints",
-                "{endpoints}",
-                "--node",
-                "node-1",
-                "--capture-dir",
-                "{out}",
-            ],
+            "run {capture} --endpoints {endpoints} --node node-1 --capture-dir {out}",
             2,
             "one of the arguments",
         ),
         (
-            [
-                "run",
-                "{capture}",
-                "--endpoints",
-                "{endpoints}",
-                "--node",
-                "node-1",
-                "--replay-dir",
-                "{traffic}",
-                "--capture-dir",
-                "{out}",
-                "--duration",
-                "abc",
-            ],
+            "run {capture} --endpoints {endpoints} --node node-1 --replay-dir {traffic} "
+            "--capture-dir {out} --duration abc",
             2,
             "not a number",
         ),
-        (["status", "--capture-dir", "{out}", "no-slash", "--node", "n"], 2, "NAMESPACE/NAME"),
-        (["plan", "{bad}", "--endpoints", "{endpoints}"], 1, "spec.filters[0].protocol"),
+        (
+            "status --capture-dir {out} no-slash --node n",
+            2,
+            "NAMESPACE/NAME",
+        ),
+        (
+            "plan {bad} --endpoints {endpoints}",
+            1,
+            "spec.filters[0].protocol",
+        ),
     ],
 )
 def test_bad_input_is_one_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], code: int, needle: str
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: str, code: int, needle: str
 ) -> None:
     bad = write_capture(tmp_path / "bad.yaml", filters=[{"protocol": "tcp"}])
     values = {
@@ -418,7 +333,7 @@ def test_bad_input_is_one_line(
         "out": str(tmp_path / "out"),
         "bad": str(bad),
     }
-    argv = [a.format(**values) for a in args]
+    argv = [a.format(**values) for a in args.split()]
     try:
         got = main(argv)
     except SystemExit as exc:  # argparse usage errors
