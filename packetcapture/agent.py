@@ -144,7 +144,6 @@ class _Session:
     dropped: int = 0  # from sources already closed
     filtered: int = 0
     deleted: int = 0  # packets deleted by retention, from writers already closed
-    ended: bool = False  # the source ended (replay end, interface gone)
 
     def totals(self) -> tuple[int, int]:
         """Return (kernel drops, filtered) including the open source."""
@@ -546,7 +545,6 @@ class NodeAgent:
     def _start_session(self, run: _Run, session: _Session) -> str | None:
         """Open the writer and the source; return the reason on failure."""
         self._stop_session(run, session, keep_files=True)
-        session.ended = False
         session.seen_packet = False
         ns, name = run.key
         try:
@@ -630,17 +628,13 @@ class NodeAgent:
             return
         try:
             self._pump_source(run, session, source, final=False)
-        except BackendError as exc:
-            self._fail(run, session, str(exc))
-            return
-        except PcapError as exc:
+        except (BackendError, PcapError) as exc:
             self._fail(run, session, str(exc))
             return
         if source.exhausted:
             reason = source.end_reason or "source ended"
             logger.info("capture %s/%s on %s: %s", *run.key, session.interface, reason)
             self._stop_session(run, session, keep_files=True)
-            session.ended = True
             if session.interface in run.schedule:
                 self._perform(run, run.schedule.interface_down(session.interface, self._now))
 
