@@ -20,6 +20,8 @@ Prints tables of medians. Not a test: no timed asserts.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import io
 import os
 import re
@@ -30,13 +32,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import packetcapture as pc
 from packetcapture.agent import NodeAgent
-from packetcapture.backends.replay import ReplayBackend
-from packetcapture.bpf import compile_filters
+from packetcapture.backends.replay import ReplayBackend, ReplaySource
+from packetcapture.bpf import BpfProgram, compile_filters
 from packetcapture.model import PacketCaptureRule
 from packetcapture.pcap import (
     CaptureSettings,
@@ -100,16 +102,25 @@ BIG_FILES = CaptureSettings(max_size_bytes=4 << 30, max_files=1)
 READ_BATCH = 4096  # what the agent asks a source for
 
 
-def replay_write_many(src: Path, tmp: Path) -> tuple[float, int]:
-    """ReplayBackend source -> RotatingWriter.write_many, closed (with fsync) at the end."""
-    program = compile_filters(RULES)
-    start = time.perf_counter()
+@contextlib.contextmanager
+def replay_into_file(
+    src: Path, tmp: Path, program: BpfProgram
+) -> Iterator[tuple[ReplaySource, RotatingWriter]]:
+    """The replayed file as a source, and one big output file (closed with fsync)."""
     with (
         ReplayBackend({"in": src}).open("in", program) as source,
         RotatingWriter(
             tmp / "ours", "ns", "cap", "pod", "in", linktype=source.linktype, settings=BIG_FILES
         ) as writer,
     ):
+        yield source, writer
+
+
+def replay_write_many(src: Path, tmp: Path) -> tuple[float, int]:
+    """ReplayBackend source -> RotatingWriter.write_many, closed (with fsync) at the end."""
+    program = compile_filters(RULES)
+    start = time.perf_counter()
+    with replay_into_file(src, tmp, program) as (source, writer):
         kept = 0
         while not source.exhausted:
             packets = source.read(READ_BATCH)
@@ -121,12 +132,7 @@ def replay_raw(src: Path, tmp: Path) -> tuple[float, int]:
     """ReplaySource.read_raw -> RotatingWriter.write_raw (records copied as stored)."""
     program = compile_filters(RULES)
     start = time.perf_counter()
-    with (
-        ReplayBackend({"in": src}).open("in", program) as source,
-        RotatingWriter(
-            tmp / "ours", "ns", "cap", "pod", "in", linktype=source.linktype, settings=BIG_FILES
-        ) as writer,
-    ):
+    with replay_into_file(src, tmp, program) as (source, writer):
         kept = 0
         nano = writer.settings.nanosecond
         while not source.exhausted:
@@ -146,12 +152,7 @@ def replay_write(src: Path, tmp: Path) -> tuple[float, int]:
     """The same with RotatingWriter.write per packet (how it was done before write_many)."""
     program = compile_filters(RULES)
     start = time.perf_counter()
-    with (
-        ReplayBackend({"in": src}).open("in", program) as source,
-        RotatingWriter(
-            tmp / "ours", "ns", "cap", "pod", "in", linktype=source.linktype, settings=BIG_FILES
-        ) as writer,
-    ):
+    with replay_into_file(src, tmp, program) as (source, writer):
         kept = 0
         while not source.exhausted:
             packets = source.read(READ_BATCH)
@@ -191,28 +192,19 @@ def replay_agent(src: Path, tmp: Path) -> tuple[float, int]:
     return elapsed, kept
 
 
-def replay_tcpdump(src: Path, tmp: Path) -> tuple[float, int]:
+def replay_tcpdump(src: Path, tmp: Path, *, sync: bool = False) -> tuple[float, int]:
+    """``tcpdump -r -w``; with ``sync``, then fsync of its output (what our writer does)."""
     out = tmp / "tcpdump.pcap"
     start = time.perf_counter()
     subprocess.run(
         ["tcpdump", "-r", str(src), "-w", str(out), TCPDUMP_EXPR], check=True, capture_output=True
     )
-    elapsed = time.perf_counter() - start
-    return elapsed, count_packets(out)
-
-
-def replay_tcpdump_synced(src: Path, tmp: Path) -> tuple[float, int]:
-    """tcpdump, then fsync of its output: the durability our writer gives on close."""
-    out = tmp / "tcpdump.pcap"
-    start = time.perf_counter()
-    subprocess.run(
-        ["tcpdump", "-r", str(src), "-w", str(out), TCPDUMP_EXPR], check=True, capture_output=True
-    )
-    fd = os.open(out, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    if sync:
+        fd = os.open(out, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
     elapsed = time.perf_counter() - start
     return elapsed, count_packets(out)
 
@@ -312,13 +304,13 @@ def bench_replay(n: int, repeat: int, components: bool) -> None:
         )
         if components:
             bench_components(src, n, repeat)
-        tools = {
+        tools: dict[str, Callable[[Path, Path], tuple[float, int]]] = {
             "ours: replay read_raw -> write_raw": replay_raw,
             "ours: replay -> write_many": replay_write_many,
             "ours: replay -> write per packet": replay_write,
             "ours: NodeAgent + ReplayBackend": replay_agent,
             "tcpdump -r -w": replay_tcpdump,
-            "tcpdump -r -w, then fsync": replay_tcpdump_synced,
+            "tcpdump -r -w, then fsync": functools.partial(replay_tcpdump, sync=True),
         }
         times: dict[str, list[float]] = {name: [] for name in tools}
         kept: dict[str, int] = {}
