@@ -115,10 +115,18 @@ class _Gen:
         if test == op.JEQ and j.k > bound:
             return None  # never equal, but the load must still be bounds-checked
         base = f"x + {ins.k}" if ins.code & 0xE0 == op.IND else str(ins.k)
+        lo = f"p[x + {ins.k + 1}]" if ins.code & 0xE0 == op.IND else f"p[{ins.k + 1}]"
+        hi = f"p[{base}]"
         if size == op.H and test == op.JEQ:
-            lo = f"p[x + {ins.k + 1}]" if ins.code & 0xE0 == op.IND else f"p[{ins.k + 1}]"
-            hi = f"p[{base}]"
             return f"{lo} == {j.k & 0xFF} and {hi} == {j.k >> 8}", t, f
+        if size == op.H and test == op.JSET and j.k & 0xFF:
+            # Bytes tested apart, low byte first (so an out-of-bounds load still raises):
+            # "p[21] or p[20] & 31" for IPv4's fragment test, no 16-bit value built.
+            low = lo if j.k & 0xFF == 0xFF else f"{lo} & {j.k & 0xFF}"
+            high = j.k >> 8 & 0xFF
+            if not high:
+                return low, t, f
+            return f"{low} or {hi}" + ("" if high == 0xFF else f" & {high}"), t, f
         return _CMP[test].format(a=expr, v=j.k), t, f
 
     def ret(self, expr: str) -> list[str]:
@@ -300,36 +308,31 @@ def make_executor(insns: Sequence[Instruction]) -> Callable[[bytes], int]:
     return fn
 
 
-#: ``scan(buf, pos, end, todo, limit, lim, maxcap, unpack, run)`` (see :func:`make_scanner`).
+#: ``scan(buf, pos, end, todo, limit, lim, maxcap, run)`` (see :func:`make_scanner`).
 Scanner = Callable[
-    [
-        bytes,
-        int,
-        int,
-        int,
-        int,
-        int,
-        int,
-        Callable[[bytes, int], tuple[int, ...]],
-        Callable[[bytes], object],
-    ],
+    [bytes, int, int, int, int, int, int, Callable[[bytes], object]],
     tuple[int, int, int, int, bool],
 ]
+# A little-endian classic pcap record header without its seconds field, which the scanner
+# never looks at (one int object fewer per record).
+_HEADER3 = struct.Struct("<4xIII")
 
 # The record loop of PcapReader.read_filtered_raw; the program's body goes between the two
 # and leaves its verdict in v. Header unpacking past the buffer's end raises struct.error.
 _SCAN_HEAD = """\
-    def scan(buf, pos, end, todo, limit, lim, maxcap, unpack, run):
+    def scan(buf, pos, end, todo, limit, lim, maxcap, run):
+        unpack = _H
         caplen = i = kept = 0
         odd = False
         start = -1
         try:
             for i in range(todo):
-                _sec, frac, caplen, wire = unpack(buf, pos)
-                nxt = pos + 16 + caplen
+                frac, caplen, wire = unpack(buf, pos)
+                o = pos + 16
+                nxt = o + caplen
                 if nxt > end or caplen > maxcap:
                     break
-                p = buf[pos + 16 : nxt]
+                p = buf[o:nxt]
                 {init} = 0
                 try:
                     while True:
@@ -343,9 +346,10 @@ _SCAN_TAIL = """\
                         break
                     if start < 0:
                         start = pos
-                    kept += 1
+                        first = i
                 elif start >= 0:
                     run(buf[start:pos])
+                    kept += i - first
                     start = -1
                 pos = nxt
             else:
@@ -354,6 +358,7 @@ _SCAN_TAIL = """\
             pass
         if start >= 0:
             run(buf[start:pos])
+            kept += i - first
         return pos, i, kept, caplen, odd
     return scan
 """
@@ -363,7 +368,7 @@ def generate_scanner_source(insns: Sequence[Instruction]) -> str:
     """Return Python source of the record scanner for the program (see :func:`make_scanner`)."""
     gen = _Gen(insns, scan=True)
     entry = gen.block(0, 1, 0, 0)
-    out = ["def _make(_W):"]
+    out = ["def _make(_W, _H):"]
     for start in sorted(gen.funcs):
         out.append(f"    def _b{start}({gen.args}):")
         out += ["        " + s for s in gen.funcs[start]]
@@ -377,19 +382,21 @@ def generate_scanner_source(insns: Sequence[Instruction]) -> str:
 def make_scanner(insns: Sequence[Instruction]) -> Scanner:
     """Compile ``insns`` to a loop over little-endian classic pcap records in a buffer.
 
-    ``scan(buf, pos, end, todo, limit, lim, maxcap, unpack, run)`` walks at most ``todo``
-    records of ``buf[:end]`` from ``pos`` (``unpack`` decodes a 16-byte record header at
-    an offset) and runs the program inline on each record's captured bytes, with the
-    VM's verdicts. It stops before a record not wholly in the buffer or longer than
-    ``maxcap``, and before a kept record whose verdict is below its captured length, whose
-    captured length exceeds ``limit``, whose wire length is below its captured length or
-    whose sub-second field is ``>= lim``. Each stretch of consecutive kept records is
-    passed to ``run`` as one bytes slice. Returns ``(pos, records done, kept, captured
-    length of the last header read, stopped at an odd kept record)``.
+    ``scan(buf, pos, end, todo, limit, lim, maxcap, run)`` walks at most ``todo`` records
+    of ``buf[:end]`` from ``pos`` and runs the program inline on each record's captured
+    bytes (one slice each), with the VM's verdicts. It stops before a record not wholly in
+    the buffer or longer than ``maxcap``, and before a kept record whose verdict is below
+    its captured length, whose captured length exceeds ``limit``, whose wire length is
+    below its captured length or whose sub-second field is ``>= lim``. Each stretch of
+    consecutive kept records is passed to ``run`` as one bytes slice. Returns ``(pos,
+    records done, kept, captured length of the last header read, stopped at an odd kept
+    record)``.
     """
     source = generate_scanner_source(insns)
     namespace: dict[str, object] = {"struct": struct}
     exec(compile(source, "<bpf-scanner>", "exec"), namespace)
     make = namespace["_make"]
-    fn: Scanner = make(struct.Struct(">I").unpack_from)  # type: ignore[operator]
+    fn: Scanner = make(  # type: ignore[operator]
+        struct.Struct(">I").unpack_from, _HEADER3.unpack_from
+    )
     return fn

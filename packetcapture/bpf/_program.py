@@ -87,7 +87,7 @@ class BpfProgram:
         """Return the program fused into a loop over classic pcap records (cached).
 
         For :meth:`PcapReader.read_filtered_raw`: the verdicts are those of ``run`` on
-        each record's captured bytes, computed in place without slicing them out. See
+        each record's captured bytes, computed in the record loop with no call per record. See
         ``packetcapture.bpf._codegen.make_scanner`` for the calling convention.
         """
         if not self._scanner:

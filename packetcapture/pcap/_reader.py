@@ -421,7 +421,6 @@ class PcapReader:
         if self._pending is not None:
             error, self._pending = self._pending, None
             raise error
-        unpack = self._unpack
         lim = _NS if self.nanosecond else 1_000_000
         maxcap = max(self.snaplen, _MAX_SNAPLEN)
         if snaplen is not None and snaplen < maxcap:
@@ -438,7 +437,7 @@ class PcapReader:
             end = len(buf)
             todo = max_records - done
             if scanner is not None:
-                got = scanner(buf, pos, end, todo, limit, lim, maxcap, unpack, run)
+                got = scanner(buf, pos, end, todo, limit, lim, maxcap, run)
             else:
                 got = self._scan_raw(
                     buf, pos, end, todo, keep=keep, limit=limit, lim=lim, maxcap=maxcap, run=run

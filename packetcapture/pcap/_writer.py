@@ -7,11 +7,15 @@ write is rolled back with ``ftruncate`` to the last flushed size, so the file ne
 half record. If the process dies inside a ``write`` the kernel may have stored part of it;
 the next writer for the same interface repairs such a torn tail (truncating it to the last
 complete record) before moving the old active file aside. Files are ``fsync``'d on
-rotation and close, and the directory after each rename.
+rotation and close, and the directory after each rename. Every ``_WRITEBACK_BYTES`` written
+the kernel is asked to start writing them back (``posix_fadvise(DONTNEED)``, which also
+drops them from the page cache once on disk), so that fsync has little left to do and a
+long capture does not push other data out of memory.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import errno
 import itertools
@@ -58,6 +62,8 @@ _RECORD = struct.Struct("<IIII")
 _CAPLEN = struct.Struct("<8xI")
 # Flush early when this much is buffered, whatever the policy says, to bound memory.
 _MAX_BUFFER = 4 << 20
+# Ask for writeback of each this many bytes as soon as they are written (see the docstring).
+_WRITEBACK_BYTES = 8 << 20
 # write_many encodes this many records at a time: big enough to amortise the per-chunk
 # work, small enough for the records to stay in the CPU cache until they are copied.
 _CHUNK = 1024
@@ -339,6 +345,7 @@ class RotatingWriter:
         self._buf_since = 0.0
         self._size = 0  # bytes in the active file, buffered bytes included
         self._committed = 0  # bytes really written to the active file
+        self._hinted = 0  # bytes of the active file whose writeback was asked for
         self._file_packets = 0
         self._period_start: float | None = None
         self._known: dict[str, int] = {}  # packets in rotated files this writer made
@@ -590,7 +597,7 @@ class RotatingWriter:
             _write_all(self._fd, data)
         except OSError as exc:
             self._fail(exc, "write failed")
-        self._committed += size
+        self._wrote(size)
         self._buf_packets = 0
 
     def _write_through(self, records: list[bytes], size: int, t: float) -> None:
@@ -608,7 +615,7 @@ class RotatingWriter:
             _write_all(self._fd, data)
         except OSError as exc:
             self._fail(exc, "write failed")
-        self._committed += len(data)
+        self._wrote(len(data))
         self._buf_packets = 0
 
     def _commit(self, records: list[bytes], size: int, t: float) -> None:
@@ -669,7 +676,7 @@ class RotatingWriter:
             _write_all(self._fd, data)
         except OSError as exc:
             self._fail(exc, "write failed")
-        self._committed += len(data)
+        self._wrote(len(data))
         self._buf.clear()
         self._buf_packets = 0
 
@@ -755,6 +762,13 @@ class RotatingWriter:
         self._failed = err
         raise err from exc
 
+    def _wrote(self, size: int) -> None:
+        """Count ``size`` bytes as written to the active file; start writeback in steps."""
+        self._committed += size
+        if self._committed - self._hinted >= _WRITEBACK_BYTES and self._fd is not None:
+            _start_writeback(self._fd, self._hinted, self._committed - self._hinted)
+            self._hinted = self._committed
+
     def _open_active(self, now: Now) -> None:
         assert self._dir_fd is not None
         self._adopt_leftover(now)
@@ -777,6 +791,7 @@ class RotatingWriter:
             self._committed = 0
             self._fail(exc, "cannot write header")
         self._committed = self._size = len(self._header)
+        self._hinted = 0
         self.bytes_written += len(self._header)
         self._file_packets = 0
 
@@ -845,6 +860,19 @@ class RotatingWriter:
             self._known.pop(name, None)
         self.files_deleted += len(deleted)
         self.packets_deleted += packets
+
+
+def _start_writeback(fd: int, offset: int, length: int) -> None:
+    """Ask the kernel to write a range back now and then drop it from the page cache.
+
+    Linux starts the writeback without waiting for it, so the next ``fsync`` is short. A
+    hint only: its failure changes nothing (a real write error still shows at ``fsync``).
+    """
+    advise = getattr(os, "posix_fadvise", None)
+    if advise is None:  # pragma: no cover - not on macOS
+        return
+    with contextlib.suppress(OSError):  # e.g. a file system without it
+        advise(fd, offset, length, os.POSIX_FADV_DONTNEED)
 
 
 def _write_all(fd: int, data: bytes) -> None:

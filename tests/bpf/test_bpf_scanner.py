@@ -47,7 +47,8 @@ def verdict_scanner(prog: BpfProgram) -> Callable[..., tuple[int, int, int, int,
     src = src.replace(hook, "\n                run(v)" + hook)
     ns: dict[str, object] = {"struct": struct}
     exec(compile(src, "<scanner-test>", "exec"), ns)
-    return ns["_make"](struct.Struct(">I").unpack_from)  # type: ignore[operator,no-any-return]
+    make = ns["_make"]
+    return make(struct.Struct(">I").unpack_from, _codegen._HEADER3.unpack_from)  # type: ignore[operator,no-any-return]
 
 
 def scan_verdicts(prog: BpfProgram, frames: list[bytes]) -> list[int]:
@@ -55,11 +56,9 @@ def scan_verdicts(prog: BpfProgram, frames: list[bytes]) -> list[int]:
     buf, offs = pack(frames)
     scan = verdict_scanner(prog)
     got: list[object] = []
-    pos, unpack = 0, _HDR.unpack_from
+    pos = 0
     while pos < len(buf):
-        pos, _i, _kept, caplen, odd = scan(
-            buf, pos, len(buf), _BIG, _BIG, _BIG, _BIG, unpack, got.append
-        )
+        pos, _i, _kept, caplen, odd = scan(buf, pos, len(buf), _BIG, _BIG, _BIG, _BIG, got.append)
         if not odd:
             assert pos == len(buf), "the scanner stopped early"
             break
@@ -77,9 +76,7 @@ def check_real_scanner(prog: BpfProgram, frames: list[bytes]) -> None:
     pos, idx = 0, 0
     while idx < len(frames):
         runs: list[bytes] = []
-        pos2, done, kept, _cl, odd = scan(
-            buf, pos, len(buf), _BIG, _BIG, _BIG, _BIG, _HDR.unpack_from, runs.append
-        )
+        pos2, done, kept, _cl, odd = scan(buf, pos, len(buf), _BIG, _BIG, _BIG, _BIG, runs.append)
         stop = idx + done
         assert pos2 == (offs[stop] if stop < len(frames) else len(buf))
         exp = [i for i in range(idx, stop) if want[i]]
@@ -176,26 +173,26 @@ def test_scanner_stops_like_the_reader_loop() -> None:
     buf, offs = pack([b"a" * 10, b"b" * 20, b"c" * 30])
     runs: list[bytes] = []
     # The third record runs past `end`: two done, stop at its header.
-    got = scan(buf, 0, len(buf) - 1, 10, _BIG, _BIG, _BIG, _HDR.unpack_from, runs.append)
+    got = scan(buf, 0, len(buf) - 1, 10, _BIG, _BIG, _BIG, runs.append)
     assert got == (offs[2], 2, 2, 30, False) and runs == [buf[: offs[2]]]
     # A header cut short: struct.error ends the loop at that record.
     runs.clear()
-    got = scan(buf, 0, offs[2] + 8, 10, _BIG, _BIG, _BIG, _HDR.unpack_from, runs.append)
+    got = scan(buf, 0, offs[2] + 8, 10, _BIG, _BIG, _BIG, runs.append)
     assert got[:3] == (offs[2], 2, 2)
     # todo bounds the records read; maxcap and limit stop before long records.
-    assert scan(buf, 0, len(buf), 1, _BIG, _BIG, _BIG, _HDR.unpack_from, runs.append)[:3] == (
+    assert scan(buf, 0, len(buf), 1, _BIG, _BIG, _BIG, runs.append)[:3] == (
         offs[1],
         1,
         1,
     )
-    assert scan(buf, 0, len(buf), 9, _BIG, _BIG, 25, _HDR.unpack_from, runs.append) == (
+    assert scan(buf, 0, len(buf), 9, _BIG, _BIG, 25, runs.append) == (
         offs[2],
         2,
         2,
         30,
         False,
     )
-    assert scan(buf, 0, len(buf), 9, 15, _BIG, _BIG, _HDR.unpack_from, runs.append) == (
+    assert scan(buf, 0, len(buf), 9, 15, _BIG, _BIG, runs.append) == (
         offs[1],
         1,
         1,
@@ -203,7 +200,7 @@ def test_scanner_stops_like_the_reader_loop() -> None:
         True,
     )
     # Sub-second field out of range (record i has frac i % 1000).
-    assert scan(buf, 0, len(buf), 9, _BIG, 2, _BIG, _HDR.unpack_from, runs.append) == (
+    assert scan(buf, 0, len(buf), 9, _BIG, 2, _BIG, runs.append) == (
         offs[2],
         2,
         2,

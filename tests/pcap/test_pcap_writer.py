@@ -447,3 +447,36 @@ def test_timestamp_out_of_range(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="does not fit"):
         w.write(-5, b"a", 1, T0)
     w.close()
+
+
+def test_writeback_is_asked_for_in_steps_and_restarts_per_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[int, int, int]] = []
+    real = os.posix_fadvise
+
+    def spy(fd: int, offset: int, length: int, advice: int) -> None:
+        calls.append((offset, length, advice))
+        real(fd, offset, length, advice)
+
+    monkeypatch.setattr(_writer, "_WRITEBACK_BYTES", 10_000)
+    monkeypatch.setattr(os, "posix_fadvise", spy)
+    w = make(tmp_path, max_size_bytes=50_000, max_files=10, flush_packets=1)
+    frame = bytes(range(256)) * 4  # records of 16 + 1024 bytes
+    for i in range(70):
+        w.write(TS0 + i, frame, len(frame), T0)
+    w.close()
+    assert w.files_rotated == 1
+    assert {a for _o, _n, a in calls} == {os.POSIX_FADV_DONTNEED}
+    # Contiguous ranges of at least the step from the start of each file; a new file
+    # starts again at offset 0.
+    starts = [i for i, (o, _n, _a) in enumerate(calls) if o == 0]
+    assert len(starts) == 2
+    for first, last in zip(starts, [*starts[1:], len(calls)], strict=True):
+        pos = 0
+        for o, n, _a in calls[first:last]:
+            assert o == pos and n >= 10_000
+            pos += n
+    d = tmp_path / "ns" / "cap"
+    got = [p for n in w.file_names for p in read_all(d / n)]
+    assert [p[1] for p in got] == [frame] * 70  # the hint drops no data
