@@ -94,9 +94,10 @@ class _Gen:
         """Return (condition, true target, false target) for a load tested at once.
 
         A byte or 16-bit ABS/IND load followed by a ``jeq``/``jgt``/``jge``/``jset``
-        with a constant, when nothing after reads A: no assignment, and a 16-bit
-        equality tests the low byte first (one indexing for most frames; if the low byte
-        is inside the frame, so is the high one, so out-of-bounds loads still raise).
+        with a constant, when nothing after reads A: no assignment. A 16-bit equality,
+        and a 16-bit ``jset`` whose mask has low bits, test the low byte first (one
+        indexing for most frames; if the low byte is inside the frame, so is the high
+        one, so out-of-bounds loads still raise) and build no 16-bit value.
         """
         ins = self.insns[pc]
         if ins.code & 0x07 != op.LD or ins.code & 0xE0 not in (op.ABS, op.IND):

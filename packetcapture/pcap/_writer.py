@@ -8,9 +8,10 @@ half record. If the process dies inside a ``write`` the kernel may have stored p
 the next writer for the same interface repairs such a torn tail (truncating it to the last
 complete record) before moving the old active file aside. Files are ``fsync``'d on
 rotation and close, and the directory after each rename. Every ``_WRITEBACK_BYTES`` written
-the kernel is asked to start writing them back (``posix_fadvise(DONTNEED)``, which also
-drops them from the page cache once on disk), so that fsync has little left to do and a
-long capture does not push other data out of memory.
+the kernel is asked to start writing them back, and to drop the step before, on disk by
+then, from the page cache (one ``posix_fadvise(DONTNEED)`` over both: it starts writeback of
+dirty pages and drops clean ones), so that fsync has little left to do and a long capture
+does not push other data out of memory.
 """
 
 from __future__ import annotations
@@ -346,6 +347,7 @@ class RotatingWriter:
         self._size = 0  # bytes in the active file, buffered bytes included
         self._committed = 0  # bytes really written to the active file
         self._hinted = 0  # bytes of the active file whose writeback was asked for
+        self._dropped = 0  # of those, the bytes (asked) dropped from the page cache
         self._file_packets = 0
         self._period_start: float | None = None
         self._known: dict[str, int] = {}  # packets in rotated files this writer made
@@ -766,8 +768,10 @@ class RotatingWriter:
         """Count ``size`` bytes as written to the active file; start writeback in steps."""
         self._committed += size
         if self._committed - self._hinted >= _WRITEBACK_BYTES and self._fd is not None:
-            _start_writeback(self._fd, self._hinted, self._committed - self._hinted)
-            self._hinted = self._committed
+            # The step hinted last time is clean by now (usually): this call drops it and
+            # starts writeback of the new one, whose dirty pages it cannot drop yet.
+            _start_writeback(self._fd, self._dropped, self._committed - self._dropped)
+            self._dropped, self._hinted = self._hinted, self._committed
 
     def _open_active(self, now: Now) -> None:
         assert self._dir_fd is not None
@@ -791,7 +795,7 @@ class RotatingWriter:
             self._committed = 0
             self._fail(exc, "cannot write header")
         self._committed = self._size = len(self._header)
-        self._hinted = 0
+        self._hinted = self._dropped = 0
         self.bytes_written += len(self._header)
         self._file_packets = 0
 
@@ -863,10 +867,11 @@ class RotatingWriter:
 
 
 def _start_writeback(fd: int, offset: int, length: int) -> None:
-    """Ask the kernel to write a range back now and then drop it from the page cache.
+    """Ask the kernel to write a range back now and to drop its clean pages from memory.
 
-    Linux starts the writeback without waiting for it, so the next ``fsync`` is short. A
-    hint only: its failure changes nothing (a real write error still shows at ``fsync``).
+    Linux starts writeback of the range's dirty pages without waiting for it (so the next
+    ``fsync`` is short) and drops the pages already on disk. A hint only: its failure
+    changes nothing (a real write error still shows at ``fsync``).
     """
     advise = getattr(os, "posix_fadvise", None)
     if advise is None:  # pragma: no cover - not on macOS
