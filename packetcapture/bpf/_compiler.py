@@ -22,6 +22,7 @@ Frame layout decisions:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
@@ -715,16 +716,16 @@ def _order(root: _Node, hot: Sequence[_Node] = ()) -> list[_Node]:
     return post[::-1]
 
 
-def _plain_paths(root: _Node, cold: Sequence[_Node]) -> tuple[int, int]:
+def _plain_paths(root: _Node, cold: Sequence[_Node], order: Sequence[_Node]) -> tuple[int, int]:
     """Return the longest paths that enter no ``cold`` node: to an accepting ``ret``, to any.
 
     Counted in instructions, ``ret`` included: upper bounds for frames without tags or
-    extension headers.
+    extension headers. ``order`` is ``_order(root)``.
     """
     cold_ids = {id(c) for c in cold}
     every: dict[int, int] = {}
     accept: dict[int, int] = {}
-    for node in reversed(_order(root)):
+    for node in reversed(order):
         kids = [id(c) for c in node.succ() if id(c) not in cold_ids]
         every[id(node)] = 1 + max((every[c] for c in kids), default=0)
         if node.kind == "ret":
@@ -841,7 +842,27 @@ def compile_filters(
     ``ipv6_extension_headers`` walks up to four IPv6 extension headers. Raises
     ``FilterCompileError`` for an unknown link type or protocol, or a program longer than
     the kernel's 4096 instructions.
+
+    Programs are immutable, so the last 256 compiled are kept and the same object is
+    returned for the same arguments (with its executor and scanner already built): many
+    captures usually share a few filters, and the agent compiles one per capture and link
+    type.
     """
+    key = tuple(rules)
+    try:
+        hash(key)
+    except TypeError:  # rule-like objects that cannot be a cache key
+        return _compile(key, linktype, snaplen, vlan, ipv6_extension_headers)
+    return _compile_cached(key, linktype, snaplen, vlan, ipv6_extension_headers)
+
+
+def _compile(
+    rules: tuple[PacketCaptureRule, ...],
+    linktype: int,
+    snaplen: int,
+    vlan: bool,
+    ipv6_extension_headers: bool,
+) -> BpfProgram:
     if linktype not in LINKTYPES:
         raise FilterCompileError(
             f"unsupported link type {linktype} (supported: 1, 113, 276, 101, 12, 14)"
@@ -872,14 +893,15 @@ def compile_filters(
         r = g.root()
         # The kernel pays per executed instruction: one instruction off the longest
         # path on plain frames is worth _PATH_WEIGHT instructions of program size.
-        size = len(_order(r))
-        accepted, every = _plain_paths(r, g.cold)
+        order = _order(r)
+        size = len(order)
+        accepted, every = _plain_paths(r, g.cold, order)
         cost = (_PATH_WEIGHT * (2 * max(accepted, 0) + every) + size, size)
         if best is None or cost < best[0]:
             best = (cost, g, r)
     assert best is not None
-    _, gen, root = best
-    if len(_order(root)) > op.MAX_INSNS:
+    (_, size), gen, root = best
+    if size > op.MAX_INSNS:
         raise FilterCompileError(
             f"the filters need more than {op.MAX_INSNS} BPF instructions; use fewer ports"
         )
@@ -889,3 +911,6 @@ def compile_filters(
             f"the filters need more than {op.MAX_INSNS} BPF instructions; use fewer ports"
         )
     return BpfProgram(assemble(items), linktype, snaplen)
+
+
+_compile_cached = functools.lru_cache(maxsize=256)(_compile)

@@ -125,6 +125,34 @@ def test_compile_errors():
         compile_filters(odd)
 
 
+def test_compiled_programs_are_cached_per_arguments():
+    rules = [PacketCaptureRule("TCP", [80]), PacketCaptureRule("UDP", [53])]
+    prog = compile_filters(rules)
+    # Equal rules (a new list, new rule objects) give the very same program object.
+    again = compile_filters(tuple(PacketCaptureRule(r.protocol, r.ports) for r in rules))
+    assert again is prog
+    assert compile_filters(rules, snaplen=96) is not prog
+    assert compile_filters(rules, snaplen=96).instructions[-2:] != prog.instructions[-2:]
+    assert compile_filters(rules, vlan=False) is not prog
+    assert compile_filters(rules[:1]) is not prog
+    # Errors are not cached: the same bad call raises again.
+    for _ in range(2):
+        with pytest.raises(FilterCompileError):
+            compile_filters(rules, linktype=105)
+
+
+def test_unhashable_rule_like_objects_compile_without_the_cache():
+    class Rule:  # duck-typed rule with a list of ports: unhashable
+        __hash__ = None  # type: ignore[assignment]
+
+        def __init__(self, protocol: str, ports: list[object]) -> None:
+            self.protocol, self.ports = protocol, ports
+
+    want = compile_filters([PacketCaptureRule("TCP", [80])]).instructions
+    got = compile_filters([Rule("TCP", [PacketCaptureRule("TCP", [80]).ports[0]])])  # type: ignore[list-item]
+    assert got.instructions == want
+
+
 def test_long_jumps_use_ret_copies():
     rules = [PacketCaptureRule("TCP", [3 * i for i in range(1, 400)])]
     prog = compile_filters(rules)
