@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 import threading
 from typing import Any
 
@@ -78,13 +79,24 @@ def watch(api: Any, agent: NodeAgent, plural: str, stop: threading.Event) -> Non
                 break
 
 
-def main() -> None:
-    from kubernetes import client, config
-
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--node", default=os.environ.get("NODE_NAME", ""))
-    parser.add_argument("--capture-dir", default="/var/log/calico/pcap")
-    args = parser.parse_args()
+    parser.add_argument(
+        "--node",
+        default=os.environ.get("NODE_NAME", ""),
+        help="this node's name (default: $NODE_NAME)",
+    )
+    parser.add_argument(
+        "--capture-dir",
+        default="/var/log/calico/pcap",
+        help="where capture files go (default: %(default)s)",
+    )
+    args = parser.parse_args(argv)
+    # Imported only now, so that --help works without the optional client installed.
+    try:
+        from kubernetes import client, config
+    except ImportError:
+        sys.exit("this example needs the kubernetes package: pip install kubernetes")
     logging.basicConfig(level=logging.INFO)
     if "KUBERNETES_SERVICE_HOST" in os.environ:
         config.load_incluster_config()

@@ -51,8 +51,10 @@ from packetcapture.model import (
 from packetcapture.pcap import (
     CaptureSettings,
     RotatingWriter,
+    capture_file_names,
     check_free_space,
     list_capture_files,
+    parse_file_name,
     remove_capture_files,
 )
 from packetcapture.schedule import (
@@ -462,7 +464,7 @@ class NodeAgent:
                 dropped, filtered = session.totals()
                 writer = session.writer
                 deleted = session.deleted + (writer.packets_deleted if writer else 0)
-                files = tuple(writer.file_names) if writer else ()
+                files = tuple(writer.file_names) if writer else self._files_on_disk(run, session)
                 interfaces.append(
                     InterfaceDetails(
                         endpoint="/".join(session.endpoint),
@@ -489,6 +491,29 @@ class NodeAgent:
                 next_deadline=run.schedule.next_deadline(),
                 interfaces=tuple(interfaces),
             )
+
+    def _files_on_disk(self, run: _Run, session: _Session) -> tuple[str, ...]:
+        """Return a stopped interface's files still on disk, in the writer's order.
+
+        Files outlive their writer (Finished, interface down, Error), and Calico keeps
+        listing them in the status, so the details list them too: rotated files oldest
+        first, then the active one.
+        """
+        try:
+            names = capture_file_names(self.capture_dir, *run.key)
+        except PcapError:
+            return ()
+        rotated: list[tuple[int, str]] = []
+        active: list[str] = []
+        for fname in names:
+            parsed = parse_file_name(fname)
+            if parsed is None or (parsed.pod, parsed.interface) != (session.pod, session.interface):
+                continue
+            if parsed.rotated_us is None:
+                active.append(fname)
+            else:
+                rotated.append((parsed.rotated_us, fname))
+        return tuple(fname for _, fname in sorted(rotated)) + tuple(active)
 
     # -- internals: matching --------------------------------------------------------------
 
@@ -562,7 +587,7 @@ class NodeAgent:
             session.source = self._open(run, session.interface)
         except (PacketCaptureError, OSError) as exc:
             self._stop_session(run, session, keep_files=True)
-            return str(exc) or type(exc).__name__
+            return _reason(exc, session.interface)
         self._selector.register(
             session.source.fileno(), selectors.EVENT_READ, (run.key, session.interface)
         )
@@ -629,7 +654,7 @@ class NodeAgent:
         try:
             self._pump_source(run, session, source, final=False)
         except (BackendError, PcapError) as exc:
-            self._fail(run, session, str(exc))
+            self._fail(run, session, _reason(exc, session.interface))
             return
         if source.exhausted:
             reason = source.end_reason or "source ended"
@@ -704,7 +729,7 @@ class NodeAgent:
                     if writer.tick(self._now) is not None:
                         run.dirty = True
                 except PcapError as exc:
-                    self._fail(run, session, str(exc))
+                    self._fail(run, session, _reason(exc, session.interface))
 
     # -- internals: status --------------------------------------------------------------
 
@@ -772,6 +797,15 @@ class NodeAgent:
                 pass
         except BlockingIOError:
             pass
+
+
+def _reason(exc: BaseException, interface: str) -> str:
+    """Return why an interface failed, without the interface name backends often lead with.
+
+    The reason is always shown next to the interface (details, logs, the CLI), so a
+    leading ``"{interface}: "`` would only repeat it.
+    """
+    return str(exc).removeprefix(f"{interface}: ") or type(exc).__name__
 
 
 def merge_status(

@@ -10,7 +10,6 @@ nesting, huge or binary documents) fails fast with a clear message.
 from __future__ import annotations
 
 import datetime as _dt
-import difflib
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -82,6 +81,8 @@ _KINDS: dict[str, type[Resource]] = {
     "WorkloadEndpoint": WorkloadEndpoint,
 }
 _SPECIAL_NAMES = {"container_id": "containerID", "uid": "uid"}
+#: A one-line string that is surely a file name, not YAML (it loads as a bare string).
+_FILE_NAME = re.compile(r"^[^:\n]*\.(?:ya?ml|json)$", re.IGNORECASE)
 
 
 def _camel(name: str) -> str:
@@ -135,20 +136,7 @@ def format_time(value: _dt.datetime) -> str:
 # --- the converter ----------------------------------------------------------------------
 
 
-def _kind(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, Mapping):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    return type(value).__name__
+_kind = _v.kind_name
 
 
 def _structure_str(value: object, _: type) -> str:
@@ -166,13 +154,22 @@ def _structure_int(value: object, _: type) -> int:
 def _structure_str_map(value: object, _: type) -> dict[str, str]:
     if not isinstance(value, Mapping):
         raise ValueError(f"must be a mapping of strings, not {_kind(value)}")
-    bad = [k for k, v in value.items() if not isinstance(k, str) or not isinstance(v, str)]
-    if bad:
-        key = bad[0]
-        raise ValueError(
-            f"key {key!r}: keys and values must be strings, got {_kind(value[key])} "
-            "(quote values like 'true' or '123' in YAML)"
-        )
+    # Every bad entry is reported, each under its own path (labels.k, labels['a.b/c']).
+    problems: list[Problem] = []
+    for k, v in value.items():
+        where = _v.label_path(k, "")
+        if not isinstance(k, str):
+            problems.append((where, f"key must be a string, not {_kind(k)}"))
+        if not isinstance(v, str):
+            problems.append(
+                (
+                    where,
+                    f"value must be a string, not {_kind(v)} "
+                    "(quote values like 'true' or '123' in YAML)",
+                )
+            )
+    if problems:
+        raise _ProblemsError(problems)
     return dict(value)
 
 
@@ -337,7 +334,16 @@ def make_converter() -> cattrs.Converter:
     meta_s, meta_u = _with_extra(conv, ObjectMeta)
 
     def structure_meta(value: Any, t: type) -> ObjectMeta:
-        meta = meta_s(value, t)
+        try:
+            meta = meta_s(value, t)
+        except ClassValidationError as exc:
+            # The fields that did load are still checked, so all problems show at once.
+            pre = _meta_precheck(value)
+            if pre:
+                raise ClassValidationError(
+                    exc.message, [*exc.exceptions, _ProblemsError(pre)], ObjectMeta
+                ) from None
+            raise
         problems = _v.meta_problems(meta)
         if problems:
             raise _ProblemsError(problems)
@@ -352,7 +358,14 @@ def make_converter() -> cattrs.Converter:
     conv.register_structure_hook(ObjectMeta, structure_meta)
     conv.register_unstructure_hook(ObjectMeta, unstructure_meta)
     wep_s, wep_u = _with_extra(conv, WorkloadEndpointSpec)
-    conv.register_structure_hook(WorkloadEndpointSpec, wep_s)
+
+    def wep_typos(value: Any) -> list[Problem]:
+        # Unknown fields are kept, but one spelt like a missing key field is a typo.
+        return _v.endpoint_typo_problems(value) if isinstance(value, Mapping) else []
+
+    conv.register_structure_hook(
+        WorkloadEndpointSpec, _adding(wep_s, WorkloadEndpointSpec, wep_typos)
+    )
     conv.register_unstructure_hook(WorkloadEndpointSpec, wep_u)
 
     for top in (PacketCapture, WorkloadEndpoint):
@@ -362,7 +375,40 @@ def make_converter() -> cattrs.Converter:
         conv.register_unstructure_hook(
             top, make_dict_unstructure_fn(top, conv, _cattrs_omit_if_default=True)
         )
+
+    def reserved_labels(value: Any) -> list[Problem]:
+        # Calico sets the namespace label on endpoints; a capture must not.
+        meta = value.get("metadata") if isinstance(value, Mapping) else None
+        labels = meta.get("labels") if isinstance(meta, Mapping) else None
+        if not isinstance(labels, Mapping):
+            return []
+        return [(_join("metadata", p), m) for p, m in _v.reserved_label_problems(labels)]
+
+    capture_s = conv.get_structure_hook(PacketCapture)
+    conv.register_structure_hook(PacketCapture, _adding(capture_s, PacketCapture, reserved_labels))
     return conv
+
+
+def _adding(
+    hook: Callable[[Any, type], T], cls: type, found: Callable[[Any], list[Problem]]
+) -> Callable[[Any, type], T]:
+    """Wrap a structure hook: problems ``found`` in the raw value show with its own."""
+
+    def structure(value: Any, t: type) -> T:
+        extra = found(value)
+        try:
+            obj = hook(value, t)
+        except ClassValidationError as exc:
+            if extra:
+                raise ClassValidationError(
+                    exc.message, [*exc.exceptions, _ProblemsError(extra)], cls
+                ) from None
+            raise
+        if extra:
+            raise _ProblemsError(extra)
+        return obj
+
+    return structure
 
 
 def _mapping_only(gen: Callable[[Any, type], T]) -> Callable[[Any, type], T]:
@@ -374,6 +420,22 @@ def _mapping_only(gen: Callable[[Any, type], T]) -> Callable[[Any, type], T]:
         return gen(value, t)
 
     return structure
+
+
+def _meta_precheck(value: Mapping[str, Any]) -> list[Problem]:
+    """Calico's metadata rules on the raw fields of the right type (the rest failed already)."""
+    problems: list[Problem] = []
+    name = value.get("name", "")
+    if isinstance(name, str):
+        problems += _v.name_problems(name)
+    namespace = value.get("namespace")
+    if isinstance(namespace, str):
+        problems += _v.namespace_problems(namespace)
+    labels = value.get("labels")
+    if isinstance(labels, Mapping):
+        good = {k: v for k, v in labels.items() if isinstance(k, str) and isinstance(v, str)}
+        problems += _v.label_problems(good)
+    return problems
 
 
 def _spec_precheck(value: Mapping[str, Any]) -> list[Problem]:
@@ -451,13 +513,10 @@ def _problems(exc: BaseException, path: str) -> list[Problem]:
         return [(_join(path, p), m) for p, m in exc.problems]
     if isinstance(exc, ForbiddenExtraKeysError):
         known = _FIELD_NAMES.get(exc.cl.__name__, [])
-        out = []
-        for key in sorted(map(str, exc.extra_fields)):
-            hint = difflib.get_close_matches(key, known, n=1)
-            msg = f"unknown field {key!r}"
-            msg += f": did you mean {hint[0]!r}?" if hint else f" (known: {', '.join(known)})"
-            out.append((_join(path, key), msg))
-        return out
+        return [
+            (_join(path, key), _v.unknown_field_message(key, known))
+            for key in sorted(map(str, exc.extra_fields))
+        ]
     if isinstance(exc, (ClassValidationError, IterableValidationError)):
         out = []
         with_notes, without = exc.group_exceptions()
@@ -489,10 +548,16 @@ def from_dict(data: object) -> Resource:
     api_version = api_version if isinstance(api_version, str) else repr(api_version)
     if kind not in _KINDS:
         # A resource of another kind: its apiVersion is beside the point.
-        what = "missing" if kind is None else repr(data.get("kind"))
+        if kind is None:
+            raise ValidationError(
+                [("kind", "missing (expected PacketCapture or WorkloadEndpoint)")]
+            )
+        what = repr(data.get("kind"))
         raise ValidationError([("kind", f"kind {what} is not PacketCapture or WorkloadEndpoint")])
-    if api_version not in _API_VERSIONS:
-        what = "missing" if "apiVersion" not in data else repr(data.get("apiVersion"))
+    if "apiVersion" not in data or data.get("apiVersion") is None:
+        problems.append(("apiVersion", f"missing (expected {API_VERSION})"))
+    elif api_version not in _API_VERSIONS:
+        what = repr(data.get("apiVersion"))
         problems.append(("apiVersion", f"apiVersion {what} is not {API_VERSION}"))
     cls = _KINDS[str(kind)]
     body = {k: v for k, v in data.items() if k not in ("kind", "apiVersion")}
@@ -648,7 +713,8 @@ def loads(text: str | bytes) -> Resource:
     """Load one ``PacketCapture`` or ``WorkloadEndpoint`` from a YAML or JSON document.
 
     Raises :class:`ValidationError` listing every problem (with paths) when the text is not
-    exactly one valid resource. Use :func:`load_all` for several documents or lists.
+    exactly one valid resource. Use :func:`load_all` for several documents or lists. ``text``
+    is never a file name: a one-line string like ``x.yaml`` is refused with a hint.
     """
     docs = [d for d in _parse_documents(_decode(text)) if d is not None]
     if len(docs) != 1:
@@ -659,6 +725,18 @@ def loads(text: str | bytes) -> Resource:
     if isinstance(doc, Mapping) and _is_list(doc):
         raise ValidationError(
             [("kind", f"{doc.get('kind')} holds several resources: use load_all")]
+        )
+    if isinstance(text, str) and doc == text.strip() and _FILE_NAME.match(doc):
+        # loads() takes text only: a file name here is a mistake, whether or not it exists.
+        where = "" if _is_file(doc) else f" (no such file: {doc!r})"
+        raise ValidationError(
+            [
+                (
+                    "",
+                    "a resource must be a mapping, not a string; loads() takes YAML or JSON "
+                    f"text, to read a file pass pathlib.Path(...).read_text(){where}",
+                )
+            ]
         )
     return from_dict(doc)
 
@@ -676,6 +754,8 @@ def load_all(source: str | bytes | PathLike[str]) -> list[Resource]:
     ``source`` is the text itself, or a path (a ``Path``, or a one-line string naming an
     existing file). Problems from every document are reported together, each path prefixed
     with the document (``documents[1].``, when there are several) and list item (``items[3].``).
+    A one-line string that looks like a file name (``x.yaml``) but names no file is an error
+    that says so.
     """
     if isinstance(source, PathLike) or (
         isinstance(source, str) and "\n" not in source and len(source) < 4096 and _is_file(source)
@@ -686,6 +766,21 @@ def load_all(source: str | bytes | PathLike[str]) -> list[Resource]:
             raise ValidationError([("", f"{path} is larger than {MAX_DOCUMENT_BYTES} bytes")])
         source = path.read_bytes()
     docs = [d for d in _parse_documents(_decode(source)) if d is not None]
+    if (
+        isinstance(source, str)
+        and len(docs) == 1
+        and docs[0] == source.strip()
+        and _FILE_NAME.match(source.strip())
+    ):
+        raise ValidationError(
+            [
+                (
+                    "",
+                    "a resource must be a mapping, not a string; to read a file pass a "
+                    f"pathlib.Path (no such file: {docs[0]!r})",
+                )
+            ]
+        )
     results: list[Resource] = []
     problems: list[Problem] = []
     for i, doc in enumerate(docs):

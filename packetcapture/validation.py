@@ -7,7 +7,9 @@ runs the same functions while loading, so direct construction and loading agree.
 
 from __future__ import annotations
 
+import difflib
 import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from packetcapture.errors import Problem, SelectorSyntaxError, ValidationError
@@ -24,10 +26,17 @@ from packetcapture.model import (
 __all__ = [
     "PORT_PROTOCOLS",
     "PROTOCOL_NAMES",
+    "close_match",
+    "endpoint_problems",
+    "kind_name",
+    "label_problems",
+    "reserved_label_problems",
+    "label_path",
     "meta_problems",
     "rule_problems",
     "selector_problems",
     "spec_problems",
+    "unknown_field_message",
     "validate",
 ]
 
@@ -43,6 +52,28 @@ _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _ANNOTATIONS_MAX = 256 * 1024  # Kubernetes' TotalAnnotationSizeLimitB
+
+
+#: WorkloadEndpoint spec fields a capture relies on: when one is missing and an unknown field
+#: is spelt close to it, the unknown field is reported as a typo (other unknown fields are kept).
+ENDPOINT_KEY_FIELDS = ("interfaceName", "node", "pod", "orchestrator", "endpoint")
+
+
+def close_match(key: str, known: Sequence[str]) -> str | None:
+    """Return the name in ``known`` that ``key`` is most likely a typo of, or ``None``.
+
+    Letter case is ignored, so ``InterfaceName`` matches ``interfaceName``.
+    """
+    folded = {k.lower(): k for k in known}
+    hit = difflib.get_close_matches(key.lower(), list(folded), n=1)
+    return folded[hit[0]] if hit else None
+
+
+def unknown_field_message(key: str, known: Sequence[str]) -> str:
+    """Word an unknown field: ``unknown field 'x': did you mean 'y'?`` or list the known ones."""
+    hint = close_match(key, known)
+    msg = f"unknown field {key!r}"
+    return msg + (f": did you mean {hint!r}?" if hint else f" (known: {', '.join(known)})")
 
 
 def _join(prefix: str, path: str) -> str:
@@ -70,9 +101,22 @@ def name_problems(name: Any, path: str = "name") -> list[Problem]:
     return []
 
 
+def reserved_label_problems(labels: Mapping[Any, Any], field: str = "labels") -> list[Problem]:
+    """Refuse :data:`NAMESPACE_LABEL` in a capture's labels (Calico sets it itself).
+
+    Only for PacketCaptures: WorkloadEndpoints are written by Calico and carry it.
+    """
+    if NAMESPACE_LABEL in labels:
+        return [
+            (
+                label_path(NAMESPACE_LABEL, field),
+                f"label key {NAMESPACE_LABEL!r} is reserved for Calico's use",
+            )
+        ]
+    return []
+
+
 def _label_key_problems(key: str, path: str) -> list[Problem]:
-    if key == NAMESPACE_LABEL:
-        return [(path, f"label key {key!r} is reserved for Calico's use")]
     prefix, _, name = key.rpartition("/")
     problems: list[Problem] = []
     if "/" in key and (not prefix or len(prefix) > 253 or not _DNS1123_SUBDOMAIN.match(prefix)):
@@ -88,18 +132,49 @@ def _label_key_problems(key: str, path: str) -> list[Problem]:
     return problems
 
 
-def meta_problems(meta: ObjectMeta) -> list[Problem]:
-    """Check metadata: name, namespace, label keys and values, annotation size."""
-    problems = name_problems(meta.name)
-    ns = meta.namespace
+# A key shown bare in a path (``labels.app``); any other is quoted in brackets.
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def label_path(key: object, field: str = "labels") -> str:
+    """Return the path of one map entry: ``labels.app``, or ``labels['example.com/tier']``.
+
+    With an empty ``field`` the entry's own part is returned (``app``, ``['a.b/c']``).
+    """
+    if isinstance(key, str) and _PLAIN_KEY.fullmatch(key):
+        return f"{field}.{key}" if field else key
+    return f"{field}[{key!r}]"
+
+
+def namespace_problems(ns: str | None, path: str = "namespace") -> list[Problem]:
+    """Check a namespace: a DNS-1123 label of at most 63 characters (unset or empty is fine)."""
     if ns is not None and ns != "" and (len(ns) > 63 or not _DNS1123_LABEL.match(ns)):
-        problems.append(
-            ("namespace", f"namespace {ns!r} must be a DNS-1123 label (lower case, '-', <= 63)")
-        )
-    for key, value in meta.labels.items():
-        path = f"labels[{key!r}]" if "." in key or "/" in key else f"labels.{key}"
-        problems += _label_key_problems(key, path)
-        if len(value) > 63 or not _LABEL_VALUE.match(value):
+        return [(path, f"namespace {ns!r} must be a DNS-1123 label (lower case, '-', <= 63)")]
+    return []
+
+
+def label_problems(labels: Mapping[Any, Any], field: str = "labels") -> list[Problem]:
+    """Every problem in a labels map, one per entry and rule, each with the entry's path.
+
+    Keys and values must be strings (a YAML ``5`` or ``true`` must be quoted); string keys
+    must be qualified names and string values valid label values.
+    """
+    problems: list[Problem] = []
+    for key, value in labels.items():
+        path = label_path(key, field)
+        if not isinstance(key, str):
+            problems.append((path, f"label key must be a string, not {kind_name(key)}"))
+        else:
+            problems += _label_key_problems(key, path)
+        if not isinstance(value, str):
+            problems.append(
+                (
+                    path,
+                    f"label value must be a string, not {kind_name(value)} "
+                    "(quote values like 'true' or '123' in YAML)",
+                )
+            )
+        elif len(value) > 63 or not _LABEL_VALUE.match(value):
             problems.append(
                 (
                     path,
@@ -107,9 +182,80 @@ def meta_problems(meta: ObjectMeta) -> list[Problem]:
                     "'-', '_' or '.', starting and ending with an alphanumeric",
                 )
             )
-    size = sum(len(k) + len(v) for k, v in meta.annotations.items())
+    return problems
+
+
+def kind_name(value: object) -> str:
+    """Name a value's YAML kind for messages: ``null``, ``a number``, ``a mapping``..."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return type(value).__name__
+
+
+def annotation_problems(annotations: Mapping[str, str]) -> list[Problem]:
+    """Check that annotations total at most 256 KiB."""
+    size = sum(len(k) + len(v) for k, v in annotations.items())
     if size > _ANNOTATIONS_MAX:
-        problems.append(("annotations", f"annotations total {size} bytes, over the 256 KiB limit"))
+        return [("annotations", f"annotations total {size} bytes, over the 256 KiB limit")]
+    return []
+
+
+def meta_problems(meta: ObjectMeta) -> list[Problem]:
+    """Check metadata: name, namespace, label keys and values, annotation size.
+
+    The reserved namespace label is checked apart (:func:`reserved_label_problems`): it is
+    refused on captures but normal on endpoints.
+    """
+    problems = name_problems(meta.name)
+    problems += namespace_problems(meta.namespace)
+    problems += label_problems(meta.labels)
+    problems += annotation_problems(meta.annotations)
+    return problems
+
+
+def endpoint_typo_problems(spec: Mapping[str, Any], path: str = "") -> list[Problem]:
+    """Unknown WorkloadEndpoint spec fields that look like a misspelt key field.
+
+    Unknown fields are normally kept (Calico's endpoints have many fields packetcapture does
+    not model); one is reported only when a field of :data:`ENDPOINT_KEY_FIELDS` is absent
+    and the unknown field is spelt close to it (``interfaceNme``), since the endpoint could
+    then never be captured on.
+    """
+    missing = [f for f in ENDPOINT_KEY_FIELDS if not spec.get(f)]
+    problems: list[Problem] = []
+    for key in sorted(k for k in spec if isinstance(k, str) and k not in ENDPOINT_KEY_FIELDS):
+        hint = close_match(key, missing)
+        if hint is not None:
+            problems.append((_join(path, key), f"unknown field {key!r}: did you mean {hint!r}?"))
+    return problems
+
+
+def endpoint_problems(endpoint: WorkloadEndpoint) -> list[Problem]:
+    """Every problem in a WorkloadEndpoint, paths from the document root.
+
+    Its metadata is checked as a capture's is, and a misspelt key spec field is reported
+    (see :func:`endpoint_typo_problems`).
+    """
+    problems = [(_join("metadata", p), m) for p, m in meta_problems(endpoint.metadata)]
+    spec = endpoint.spec
+    present = {
+        "interfaceName": spec.interface_name,
+        "node": spec.node,
+        "pod": spec.pod,
+        "orchestrator": spec.orchestrator,
+        "endpoint": spec.endpoint,
+    }
+    problems += endpoint_typo_problems({**spec.extra, **present}, "spec")
     return problems
 
 
@@ -215,6 +361,9 @@ def time_problems(spec: PacketCaptureSpec) -> list[Problem]:
 def capture_problems(capture: PacketCapture) -> list[Problem]:
     """Every problem in a PacketCapture, paths from the document root."""
     problems = [(_join("metadata", p), m) for p, m in meta_problems(capture.metadata)]
+    problems += [
+        (_join("metadata", p), m) for p, m in reserved_label_problems(capture.metadata.labels)
+    ]
     problems += [(_join("spec", p), m) for p, m in spec_problems(capture.spec)]
     return problems
 
@@ -226,7 +375,7 @@ def validate(obj: PacketCapture | WorkloadEndpoint | PacketCaptureSpec) -> None:
     elif isinstance(obj, PacketCaptureSpec):
         problems = spec_problems(obj)
     elif isinstance(obj, WorkloadEndpoint):
-        problems = [(_join("metadata", p), m) for p, m in name_problems(obj.metadata.name)]
+        problems = endpoint_problems(obj)
     else:
         raise TypeError(f"cannot validate {type(obj).__name__}")
     if problems:

@@ -25,7 +25,9 @@ not (:func:`available_backends`).
 from __future__ import annotations
 
 import abc
+import difflib
 import importlib
+import inspect
 import logging
 import threading
 from collections.abc import Callable
@@ -412,7 +414,8 @@ def get_backend(name: str, **options: object) -> CaptureBackend:
     """Create the backend called ``name`` with its ``options``.
 
     Raises :class:`~packetcapture.errors.BackendUnavailableError` when no backend has that
-    name or it is not usable here (the message says why).
+    name, it is not usable here, or ``options`` are not the backend's (the message says why
+    and lists the options it accepts).
     """
     targets = _targets()
     if name not in targets:
@@ -421,5 +424,40 @@ def get_backend(name: str, **options: object) -> CaptureBackend:
     info = _info(name, targets[name])
     if not info.usable or info.backend is None:
         raise BackendUnavailableError(f"capture backend {name!r} is not usable: {info.reason}")
+    _check_options(name, info.backend, options)
     factory: Callable[..., CaptureBackend] = info.backend
     return factory(**options)
+
+
+def _check_options(name: str, cls: type[CaptureBackend], options: dict[str, object]) -> None:
+    """Refuse options the backend's constructor does not take, naming them (not a TypeError)."""
+    try:
+        signature = inspect.signature(cls)
+    except (TypeError, ValueError):  # no introspectable signature: let the call decide
+        return
+    params = signature.parameters.values()
+    accepted = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in params)
+    unknown = [] if takes_any else [k for k in options if k not in accepted]
+    listed = ", ".join(accepted) or "none"
+    if unknown:
+        # An abbreviation ("dir" for "directory") is as likely a slip as a misspelling.
+        hints = [
+            [a for a in accepted if a.startswith(k)][:1]
+            or difflib.get_close_matches(k, accepted, 1)
+            for k in unknown
+        ]
+        bad = ", ".join(
+            f"{k!r}" + (f" (did you mean {h[0]!r}?)" if h else "")
+            for k, h in zip(unknown, hints, strict=True)
+        )
+        word = "option" if len(unknown) == 1 else "options"
+        raise BackendUnavailableError(
+            f"capture backend {name!r} has no {word} {bad}; it accepts: {listed}"
+        )
+    try:
+        signature.bind(**options)
+    except TypeError as exc:  # a required option is missing
+        raise BackendUnavailableError(
+            f"capture backend {name!r}: {exc} (it accepts: {listed})"
+        ) from exc

@@ -49,6 +49,26 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
+    # `-v` also after the subcommand (`packetcapture run -v ...`); counts add up with the
+    # ones before it. A parser registered under aliases gets the flag once.
+    for command in {id(p): p for p in sub.choices.values()}.values():
+        command.add_argument(
+            "-v",
+            "--verbose",
+            dest="sub_verbose",
+            action="count",
+            default=0,
+            help="log more (repeat for debug)",
+        )
+    return parser
+
+
+def _subcommand(parser: argparse.ArgumentParser, name: str | None) -> argparse.ArgumentParser:
+    """Return the parser of subcommand ``name`` (``parser`` itself if there is none)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and name in action.choices:
+            chosen: argparse.ArgumentParser = action.choices[name]
+            return chosen
     return parser
 
 
@@ -57,9 +77,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     import logging
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # Report it as the subcommand's error, pointing at `packetcapture COMMAND --help`.
+        _subcommand(parser, args.command).error(f"unrecognized arguments: {' '.join(extra)}")
+    verbose = args.verbose + getattr(args, "sub_verbose", 0)
     logging.basicConfig(
-        level=logging.WARNING - 10 * min(args.verbose, 2),
+        level=logging.WARNING - 10 * min(verbose, 2),
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )

@@ -8,6 +8,7 @@ and any copied node directories, into one time-ordered pcapng.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shutil
 import sys
@@ -61,7 +62,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     copy.add_argument(
         "--capture-dir", default=DEFAULT_CAPTURE_DIR, help=f"default {DEFAULT_CAPTURE_DIR}"
     )
-    copy.add_argument("-d", "--dest", default=".", help="destination directory (default: .)")
+    copy.add_argument(
+        "-d",
+        "--dest",
+        default=".",
+        help="destination directory, created with its parents if missing (default: .)",
+    )
     copy.set_defaults(func=run_copy)
 
     clean = subparsers.add_parser(
@@ -89,21 +95,35 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     merge.add_argument(
         "--capture-dir",
         nargs="+",
-        default=[DEFAULT_CAPTURE_DIR],
+        action="extend",  # like --node: "--capture-dir a b" or "--capture-dir a --capture-dir b"
         metavar="DIR",
         help=f"one or more directories (default {DEFAULT_CAPTURE_DIR})",
     )
     merge.add_argument(
         "--node",
-        action="append",
+        nargs="+",
+        action="extend",
         metavar="NODE",
-        help="node name of each DIR, in order (default: the directory's name)",
+        help=(
+            "node name of each DIR, in order: --node a b, or --node repeated "
+            "(default: the directory's name)"
+        ),
     )
     merge.add_argument("-o", "--output", required=True, help="output pcapng file ('-': stdout)")
     merge.add_argument(
         "-f", "--force", action="store_true", help="replace the output file if it exists"
     )
     merge.set_defaults(func=run_merge)
+
+
+class _DropTornRecordWarnings(logging.Filter):
+    """Hide the merge's own log line for a torn file: `merge` prints one ``warning:`` for it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno != logging.WARNING
+
+
+_MERGE_LOGGER = logging.getLogger("packetcapture.pcap._merge")
 
 
 def _err(message: str) -> None:
@@ -186,10 +206,20 @@ def run_clean(args: argparse.Namespace) -> int:
 
 def run_merge(args: argparse.Namespace) -> int:
     """Merge capture files into one pcapng."""
-    dirs: list[str] = args.capture_dir
+    # No default list in the parser: "extend" would add to it.
+    dirs: list[str] = args.capture_dir or [DEFAULT_CAPTURE_DIR]
     if args.node is not None and len(args.node) != len(dirs):
-        _err(f"--node given {len(args.node)} time(s) for {len(dirs)} directory(ies)")
+        _err(f"--node names {len(args.node)} node(s) for {len(dirs)} directory(ies)")
         return 2
+    quiet = _DropTornRecordWarnings()
+    _MERGE_LOGGER.addFilter(quiet)
+    try:
+        return _merge(args, dirs)
+    finally:
+        _MERGE_LOGGER.removeFilter(quiet)
+
+
+def _merge(args: argparse.Namespace, dirs: list[str]) -> int:
     try:
         if not find_merge_sources(dirs, args.namespace, args.name):
             _err(f"no files for capture {args.namespace}/{args.name} in {', '.join(dirs)}")

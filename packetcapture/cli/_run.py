@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
+import difflib
 import logging
+import os
 import signal
 import sys
 import threading
@@ -28,7 +31,8 @@ from packetcapture.model import (
     PacketCaptureStatus,
     WorkloadEndpoint,
 )
-from packetcapture.pcap import CaptureSettings, list_capture_files
+from packetcapture.pcap import CaptureSettings, capture_directory, list_capture_files
+from packetcapture.pcap._layout import open_capture_dir, validate_part
 from packetcapture.schedule import DEFAULT_RETRY
 from packetcapture.selector import parse
 from packetcapture.serde import dumps, load_all, to_dict
@@ -53,31 +57,70 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "`kubectl get packetcapture -o yaml` shows it."
         ),
     )
-    run.add_argument("capture", metavar="CAPTURE.yaml", help="PacketCapture resource(s)")
+    run.add_argument(
+        "capture", metavar="CAPTURE.yaml", help="PacketCapture resource(s) ('-' for stdin)"
+    )
     _endpoints_arg(run, required=True)
     run.add_argument("--node", required=True, help="this node's name (endpoints' spec.node)")
-    run.add_argument("--capture-dir", required=True, type=Path, metavar="DIR")
+    run.add_argument(
+        "--capture-dir",
+        required=True,
+        type=Path,
+        metavar="DIR",
+        help="files go to DIR/NAMESPACE/NAME/, with the node's status in .status-NODE.yaml",
+    )
     source = run.add_mutually_exclusive_group(required=True)
     source.add_argument("--live", action="store_true", help="capture live (AF_PACKET; root)")
     source.add_argument(
         "--replay",
         action="append",
         metavar="IFACE=FILE",
-        help="replay FILE (pcap/pcapng) as interface IFACE; repeat for more",
+        help=(
+            "replay FILE (pcap/pcapng) as interface IFACE; repeat for more interfaces, or "
+            "for more files of one interface (played in the order given)"
+        ),
     )
     source.add_argument(
         "--replay-dir", type=Path, metavar="DIR", help="replay DIR/IFACE.pcap for each interface"
     )
-    run.add_argument("--duration", type=_positive_float, metavar="S", help="stop after S seconds")
-    run.add_argument("--speed", type=_positive_float, help="replay paced at SPEED x real time")
     run.add_argument(
-        "--count", type=_positive_int, metavar="N", help="stop each interface after N packets"
+        "--duration",
+        type=_positive_float,
+        metavar="S",
+        help="stop after S seconds (default: at endTime, replay end or Ctrl-C)",
     )
-    run.add_argument("--max-size-bytes", type=_positive_int, metavar="N", default=10_000_000)
-    run.add_argument("--rotation-seconds", type=_positive_int, metavar="N", default=3600)
-    run.add_argument("--max-files", type=_positive_int, metavar="N", default=2)
-    run.add_argument("--snaplen", type=_positive_int, metavar="N", default=262144)
-    run.add_argument("--format", choices=("pcap", "pcapng"), default="pcap")
+    run.add_argument(
+        "--speed",
+        type=_positive_float,
+        help="replay paced at SPEED x real time (default: as fast as possible)",
+    )
+    run.add_argument(
+        "--count",
+        type=_positive_int,
+        metavar="N",
+        help="stop each interface after N packets (default: no limit)",
+    )
+    _size_args(run)
+    run.add_argument(
+        "--rotation-seconds",
+        type=_positive_int,
+        metavar="N",
+        default=3600,
+        help="rotate a file holding packets after N seconds (default: %(default)s)",
+    )
+    run.add_argument(
+        "--snaplen",
+        type=_positive_int,
+        metavar="N",
+        default=262144,
+        help="bytes kept of each packet (default: %(default)s)",
+    )
+    run.add_argument(
+        "--format",
+        choices=("pcap", "pcapng"),
+        default="pcap",
+        help="file format (default: %(default)s)",
+    )
     run.add_argument(
         "--promiscuous", action="store_true", help="live: put interfaces in promiscuous mode"
     )
@@ -86,18 +129,22 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--progress",
         choices=("auto", "always", "never"),
         default="auto",
-        help="live progress table (auto: when stderr is a terminal)",
+        help="live progress table (auto: when stderr is a terminal; default: %(default)s)",
     )
     run.set_defaults(func=run_run)
 
     status = subparsers.add_parser(
         "status",
         help="print a capture's status on a node from its capture directory",
-        description="Print the status entry `run` left for NAMESPACE/NAME on NODE.",
+        description=(
+            "Print the status entry `run` left for NAMESPACE/NAME on NODE: the state from "
+            "DIR/NAMESPACE/NAME/.status-NODE.yaml and the capture files there. Exits 1 when "
+            "NODE left no status there."
+        ),
     )
     status.add_argument("target", metavar="NAMESPACE/NAME")
     status.add_argument("--capture-dir", required=True, type=Path, metavar="DIR")
-    status.add_argument("--node", required=True)
+    status.add_argument("--node", required=True, help="the node `run` ran as")
     status.set_defaults(func=run_status)
 
     plan = subparsers.add_parser(
@@ -108,11 +155,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "the BPF program's size, the libpcap expression, and the worst-case disk use."
         ),
     )
-    plan.add_argument("capture", metavar="CAPTURE.yaml")
+    plan.add_argument(
+        "capture", metavar="CAPTURE.yaml", help="PacketCapture resource(s) ('-' for stdin)"
+    )
     _endpoints_arg(plan, required=True)
-    plan.add_argument("--node", help="only this node")
-    plan.add_argument("--max-size-bytes", type=_positive_int, metavar="N", default=10_000_000)
-    plan.add_argument("--max-files", type=_positive_int, metavar="N", default=2)
+    plan.add_argument("--node", help="only this node (default: every node)")
+    _size_args(plan)
     plan.set_defaults(func=run_plan)
 
 
@@ -121,7 +169,25 @@ def _endpoints_arg(parser: argparse.ArgumentParser, *, required: bool) -> None:
         "--endpoints",
         required=required,
         metavar="ENDPOINTS.yaml",
-        help="WorkloadEndpoint resources (a list, or several documents)",
+        help="WorkloadEndpoint resources (a list, or several documents; '-' for stdin)",
+    )
+
+
+def _size_args(parser: argparse.ArgumentParser) -> None:
+    """Add ``--max-size-bytes`` and ``--max-files`` (Calico's defaults), for run and plan."""
+    parser.add_argument(
+        "--max-size-bytes",
+        type=_positive_int,
+        metavar="N",
+        default=10_000_000,
+        help="rotate a file before it passes N bytes (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-files",
+        type=_positive_int,
+        metavar="N",
+        default=2,
+        help="rotated files kept per interface (default: %(default)s)",
     )
 
 
@@ -154,10 +220,8 @@ class _InputError(Exception):
 
 def _load(path: str, want: type[PacketCapture] | type[WorkloadEndpoint]) -> list:  # type: ignore[type-arg]
     try:
-        resources = load_all(Path(path))
-    except FileNotFoundError:
-        _err(f"{path}: no such file")
-        raise _InputError from None
+        # '-' is standard input, as for validate, compile and selector.
+        resources = load_all(sys.stdin.buffer.read() if path == "-" else Path(path))
     except OSError as exc:
         _err(f"{path}: cannot read: {exc.strerror or exc}")
         raise _InputError from None
@@ -172,8 +236,45 @@ def _load(path: str, want: type[PacketCapture] | type[WorkloadEndpoint]) -> list
     return chosen
 
 
+def _load_inputs(args: argparse.Namespace) -> tuple[list[PacketCapture], list[WorkloadEndpoint]]:
+    """Load CAPTURE.yaml and --endpoints (raises _InputError, already reported)."""
+    if args.capture == "-" and args.endpoints == "-":
+        _err("CAPTURE.yaml and --endpoints cannot both be '-' (standard input)")
+        raise _InputError
+    captures: list[PacketCapture] = _load(args.capture, PacketCapture)
+    endpoints: list[WorkloadEndpoint] = _load(args.endpoints, WorkloadEndpoint)
+    return captures, endpoints
+
+
 def _err(message: str) -> None:
     print(f"packetcapture: {message}", file=sys.stderr)
+
+
+def _selected(capture: PacketCapture, endpoints: list[WorkloadEndpoint]) -> list[WorkloadEndpoint]:
+    """Return the endpoints a capture selects (its selector scoped to its namespace)."""
+    scoped = parse(effective_selector(capture.spec.selector, capture.namespace))
+    return [e for e in endpoints if scoped.evaluate(e.selector_labels())]
+
+
+def _warn_no_interface(captures: list[PacketCapture], endpoints: list[WorkloadEndpoint]) -> None:
+    """Say, once per endpoint, that a selected endpoint without interfaceName is skipped.
+
+    The agent cannot capture it (there is nothing to open), so without this a typo such
+    as ``interfaceNme`` (kept in ``extra``) would end in a capture with no files, silently.
+    """
+    seen: set[tuple[str, str]] = set()
+    for capture in captures:
+        for wep in _selected(capture, endpoints):
+            if wep.spec.interface_name or wep.key in seen:
+                continue
+            seen.add(wep.key)
+            close = difflib.get_close_matches("interfaceName", list(wep.spec.extra), n=1)
+            hint = f" (unknown key spec.{close[0]}: a typo of interfaceName?)" if close else ""
+            _err(
+                f"warning: endpoint {wep.namespace}/{wep.metadata.name} selected by "
+                f"{capture.namespace}/{capture.name} is skipped: it has no "
+                f"spec.interfaceName{hint}"
+            )
 
 
 # --- run --------------------------------------------------------------------------------
@@ -182,8 +283,7 @@ def _err(message: str) -> None:
 def run_run(args: argparse.Namespace) -> int:
     """Run the agent until a stop condition; print and write the final status."""
     try:
-        captures: list[PacketCapture] = _load(args.capture, PacketCapture)
-        endpoints: list[WorkloadEndpoint] = _load(args.endpoints, WorkloadEndpoint)
+        captures, endpoints = _load_inputs(args)
         settings = CaptureSettings(
             max_size_bytes=args.max_size_bytes,
             rotation_seconds=args.rotation_seconds,
@@ -206,6 +306,7 @@ def run_run(args: argparse.Namespace) -> int:
         nodes = sorted({e.spec.node for e in endpoints})
         _err(f"{args.endpoints}: no endpoints on node {args.node!r} (nodes: {', '.join(nodes)})")
         return 1
+    _warn_no_interface(captures, mine)
 
     stop = threading.Event()
     progress = _Progress(sys.stderr, args.progress)
@@ -273,7 +374,8 @@ def _backend(args: argparse.Namespace) -> CaptureBackend:
     if args.live:
         return get_backend("afpacket", promiscuous=args.promiscuous)
     if args.replay:
-        files: dict[str, Path] = {}
+        # Several files for one interface are played one after the other, in order.
+        files: dict[str, list[Path]] = {}
         for item in args.replay:
             iface, sep, file = item.partition("=")
             if not sep or not iface or not file:
@@ -282,7 +384,7 @@ def _backend(args: argparse.Namespace) -> CaptureBackend:
             if not Path(file).is_file():
                 _err(f"--replay {item!r}: {file}: no such file")
                 raise _InputError
-            files[iface] = Path(file)
+            files.setdefault(iface, []).append(Path(file))
         return get_backend("replay", files=files, speed=args.speed)
     if not args.replay_dir.is_dir():
         _err(f"--replay-dir {args.replay_dir}: no such directory")
@@ -299,7 +401,9 @@ def _final_status(args: argparse.Namespace, agent: NodeAgent) -> int:
         for iface in details.interfaces:
             if iface.error:
                 failed = True
-                _err(f"{capture.namespace}/{capture.name} {iface.interface}: {iface.error}")
+                # Backends often start their reason with the interface name already.
+                reason = iface.error.removeprefix(f"{iface.interface}: ")
+                _err(f"{capture.namespace}/{capture.name} {iface.interface}: {reason}")
             print(
                 f"{capture.namespace}/{capture.name} {iface.endpoint} {iface.interface}: "
                 f"{iface.packets} packets, {iface.bytes} bytes, {iface.dropped} dropped, "
@@ -321,13 +425,31 @@ def _final_status(args: argparse.Namespace, agent: NodeAgent) -> int:
 def _write_state_file(
     capture_dir: Path, namespace: str, name: str, node: str, entry: PacketCaptureFile
 ) -> None:
+    """Leave this node's status entry for `status`, even when no capture file was made.
+
+    A capture whose window is already over, or that captured nothing, still has a state to
+    show, so the capture directory is created for it. The file is replaced atomically.
+    """
     path = capture_dir / namespace / name / STATUS_FILE.format(node=node)
+    text = yaml.safe_dump(to_dict_entry(entry), sort_keys=False)
     try:
-        if path.parent.is_dir():
-            data = to_dict_entry(entry)
-            path.write_text(yaml.safe_dump(data, sort_keys=False))
-    except OSError as exc:
+        validate_part(node, "node")
+        fd = open_capture_dir(capture_dir, namespace, name, create=True)
+    except (PacketCaptureError, OSError) as exc:
         logger.warning("cannot write %s: %s", path, exc)
+        return
+    tmp = f"{path.name}.tmp"  # hidden too, and not a .pcap: listings skip it
+    try:
+        out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644, dir_fd=fd)
+        with os.fdopen(out, "w") as f:
+            f.write(text)
+        os.replace(tmp, path.name, src_dir_fd=fd, dst_dir_fd=fd)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp, dir_fd=fd)
+        logger.warning("cannot write %s: %s", path, exc.strerror or exc)
+    finally:
+        os.close(fd)
 
 
 def to_dict_entry(entry: PacketCaptureFile) -> dict[str, object]:
@@ -407,25 +529,68 @@ def run_status(args: argparse.Namespace) -> int:
         _err(f"{args.target!r}: expected NAMESPACE/NAME")
         return 2
     try:
+        directory = capture_directory(args.capture_dir, namespace, name)
         entry = list_capture_files(args.capture_dir, namespace, name, args.node)
     except PacketCaptureError as exc:
         _err(str(exc))
         return 1
-    state_path = args.capture_dir / namespace / name / STATUS_FILE.format(node=args.node)
-    state: CaptureState | None = None
-    try:
-        saved = yaml.safe_load(state_path.read_text())
-        state = CaptureState(saved.get("state")) if isinstance(saved, dict) else None
-    except FileNotFoundError:
-        pass
-    except (OSError, ValueError, yaml.YAMLError) as exc:
-        _err(f"{state_path}: unreadable state ({exc}); showing files only")
-    if state is None and not entry.file_names:
-        _err(f"no capture {namespace}/{name} on node {args.node} under {args.capture_dir}")
+    if not directory.is_dir():
+        _err(f"no capture {namespace}/{name} under {args.capture_dir}")
         return 1
+    state_path = directory / STATUS_FILE.format(node=args.node)
+    if not state_path.is_file():
+        # The directory holds one node's files; without this node's status file they may
+        # be another node's, so nothing is shown as this node's.
+        others = _status_nodes(directory)
+        where = f"no status for node {args.node} of {namespace}/{name} under {args.capture_dir}"
+        if others:
+            _err(f"{where}; nodes with a status there: {', '.join(others)}")
+        else:
+            files = len(entry.file_names)
+            _err(f"{where}; no node left a status there ({files} capture file(s))")
+        return 1
+    state, problem = _read_state(state_path)
+    if problem is not None:
+        _err(f"warning: {state_path}: {problem}; showing files only")
     entry = attrs.evolve(entry, state=state)
     sys.stdout.write(yaml.safe_dump({"status": {"files": [to_dict_entry(entry)]}}, sort_keys=False))
     return 0
+
+
+def _status_nodes(directory: Path) -> list[str]:
+    """Return the nodes that left a status file in a capture directory, sorted."""
+    prefix, suffix = STATUS_FILE.split("{node}")
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    return sorted(
+        n[len(prefix) : -len(suffix)]
+        for n in names
+        if n.startswith(prefix) and n.endswith(suffix) and len(n) > len(prefix) + len(suffix)
+    )
+
+
+def _read_state(path: Path) -> tuple[CaptureState | None, str | None]:
+    """Return the state in a status file, or None and a one-line reason it is unusable."""
+    try:
+        saved = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        return None, f"cannot read: {exc.strerror or exc}"
+    except UnicodeDecodeError:
+        return None, "unreadable status (not UTF-8 text)"
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        return None, f"unreadable status (invalid YAML: {exc.problem or exc.context}{at})"
+    except yaml.YAMLError as exc:
+        return None, f"unreadable status (invalid YAML: {' '.join(str(exc).split())})"
+    if not isinstance(saved, dict) or "state" not in saved:
+        return None, "unreadable status (no state in it)"
+    try:
+        return CaptureState(saved["state"]), None
+    except ValueError:
+        return None, f"unreadable status (unknown state {saved['state']!r})"
 
 
 # --- plan -------------------------------------------------------------------------------
@@ -434,19 +599,20 @@ def run_status(args: argparse.Namespace) -> int:
 def run_plan(args: argparse.Namespace) -> int:
     """Print, without capturing, what each capture would capture where."""
     try:
-        captures: list[PacketCapture] = _load(args.capture, PacketCapture)
-        endpoints: list[WorkloadEndpoint] = _load(args.endpoints, WorkloadEndpoint)
+        captures, endpoints = _load_inputs(args)
     except _InputError:
         return 1
+    if args.node:
+        endpoints = [e for e in endpoints if e.spec.node == args.node]
+    _warn_no_interface(captures, endpoints)
     out: list[str] = []
     for capture in captures:
         scoped = parse(effective_selector(capture.spec.selector, capture.namespace))
-        selected = [e for e in endpoints if scoped.evaluate(e.selector_labels())]
-        if args.node:
-            selected = [e for e in selected if e.spec.node == args.node]
+        selected = _selected(capture, endpoints)
         program = compile_filters(capture.spec.filters)
         expression = pcap_expression(capture.spec.filters) or "(everything)"
-        interfaces = len(selected)
+        # An endpoint without an interface is not captured, so it takes no disk.
+        interfaces = sum(1 for e in selected if e.spec.interface_name)
         worst = interfaces * (args.max_files + 1) * args.max_size_bytes
         out.append(f"{capture.namespace}/{capture.name}")
         out.append(f"  selector:   {scoped}")
@@ -462,7 +628,7 @@ def run_plan(args: argparse.Namespace) -> int:
                 if e.spec.node == node:
                     out.append(
                         f"    {e.namespace}/{e.metadata.name}  pod {e.pod_name}  "
-                        f"interface {e.spec.interface_name or '(none)'}"
+                        f"interface {e.spec.interface_name or '(none: not captured)'}"
                     )
         out.append(
             f"  disk:       at most {_size(worst)} "

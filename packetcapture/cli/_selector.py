@@ -89,16 +89,26 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _endpoints(effective: Selector, args: argparse.Namespace) -> int:
-    source: bytes | Path = (
-        sys.stdin.buffer.read() if args.endpoints == "-" else Path(args.endpoints)
-    )
+    name = args.endpoints
     try:
+        source: bytes | Path = sys.stdin.buffer.read() if name == "-" else Path(name)
         resources = load_all(source)
+    except OSError as exc:
+        # The same wording as validate, compile, plan and run.
+        print(f"packetcapture: error: {name}: cannot read: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     except ValidationError as exc:
         for line in exc.lines():
-            print(f"{args.endpoints}: {line}", file=sys.stderr)
+            print(f"{name}: {line}", file=sys.stderr)
         return 1
-    for wep in resources:
-        if isinstance(wep, WorkloadEndpoint) and effective.evaluate(wep.selector_labels()):
+    endpoints = [r for r in resources if isinstance(r, WorkloadEndpoint)]
+    if not endpoints:
+        print(
+            f"packetcapture: error: {name}: no {WorkloadEndpoint.KIND} resources found",
+            file=sys.stderr,
+        )
+        return 1
+    for wep in endpoints:
+        if effective.evaluate(wep.selector_labels()):
             print(f"{wep.namespace}/{wep.metadata.name} {wep.spec.node} {wep.spec.interface_name}")
     return 0

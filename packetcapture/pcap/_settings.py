@@ -8,6 +8,7 @@ from typing import Any, Literal
 import attrs
 
 from packetcapture.errors import Problem, ValidationError
+from packetcapture.validation import unknown_field_message
 
 __all__ = ["DEFAULT_CAPTURE_DIR", "CaptureSettings"]
 
@@ -28,6 +29,9 @@ _FELIX_KEYS = {
     "captureRotationSeconds": "rotation_seconds",
     "captureMaxFiles": "max_files",
 }
+# Every FelixConfiguration key about captures: a key starting "capture" that is not one of
+# these is a typo (captureDir is Felix's, read by the agent, not by these settings).
+_FELIX_CAPTURE_KEYS = ("captureDir", *_FELIX_KEYS)
 
 
 @attrs.frozen
@@ -81,10 +85,19 @@ class CaptureSettings:
 
         Reads ``captureMaxSizeBytes``, ``captureRotationSeconds`` and ``captureMaxFiles``
         (numbers or numeric strings, as in Calico's docs); missing keys keep the defaults.
-        ``overrides`` set any other field.
+        ``overrides`` set any other field. ``spec`` may be a whole FelixConfiguration spec:
+        other keys are ignored, except an unknown key starting with ``capture`` (any case),
+        which is refused as a typo with a suggestion (``captureMaxFile``: did you mean
+        ``captureMaxFiles``?).
         """
         kwargs: dict[str, Any] = {}
-        problems: list[Problem] = []
+        problems: list[Problem] = [
+            (key, unknown_field_message(key, _FELIX_CAPTURE_KEYS))
+            for key in spec
+            if isinstance(key, str)
+            and key.lower().startswith("capture")
+            and key not in _FELIX_CAPTURE_KEYS
+        ]
         for key, field in _FELIX_KEYS.items():
             if key not in spec:
                 continue

@@ -260,7 +260,7 @@ def test_plan(capsys: pytest.CaptureFixture[str]) -> None:
             "run {missing} --endpoints {endpoints} --node node-1 --replay-dir {traffic} "
             "--capture-dir {out}",
             1,
-            "no such file",
+            "cannot read: No such file or directory",
         ),
         (
             "run {capture} --endpoints {capture} --node node-1 --replay-dir {traffic} "

@@ -221,3 +221,31 @@ def test_bad_arguments() -> None:
         PacketSource.__init__(_Minimal.__new__(_Minimal), "x", linktype=1, snaplen=0)
     with pytest.raises(ValueError, match="packet_limit"):
         _Minimal([], limit=-1)
+
+
+def test_get_backend_bad_option_names_it_and_lists_the_accepted() -> None:
+    with pytest.raises(BackendUnavailableError) as info:
+        get_backend("replay", dir="x")
+    message = str(info.value)
+    assert "'replay'" in message and "'dir'" in message
+    assert "did you mean 'directory'?" in message
+    assert "accepts: files, directory, speed, clock" in message
+    with pytest.raises(BackendUnavailableError, match=r"no options 'x', 'sped' \(did you mean"):
+        get_backend("replay", x=1, sped=2)
+
+
+def test_get_backend_missing_required_option_is_ours() -> None:
+    class _Needs(CaptureBackend):
+        def __init__(self, path: str) -> None:
+            self.path = path
+
+        def open(self, interface, program, *, snaplen=262144, packet_limit=None):  # type: ignore[no-untyped-def]
+            raise AssertionError("never called")
+
+    register_backend("needs", _Needs)
+    try:
+        with pytest.raises(BackendUnavailableError, match=r"'needs'.*path.*accepts: path"):
+            get_backend("needs")
+        assert get_backend("needs", path="p").path == "p"  # type: ignore[attr-defined]
+    finally:
+        unregister_backend("needs")

@@ -201,6 +201,30 @@ def test_loads_wants_exactly_one_document() -> None:
         loads("")
 
 
+def test_a_file_name_given_as_text_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValidationError) as info:
+        load_all("nofile.yaml")
+    assert str(info.value) == (
+        "a resource must be a mapping, not a string; to read a file pass a pathlib.Path "
+        "(no such file: 'nofile.yaml')"
+    )
+    with pytest.raises(ValidationError, match=r"read_text\(\) \(no such file: 'x/b.JSON'\)$"):
+        loads(" x/b.JSON\n")
+    # loads() never reads files: an existing one gets the hint without "no such file".
+    (tmp_path / "c.yml").write_text(SAMPLE_1)
+    with pytest.raises(ValidationError) as info:
+        loads("c.yml")
+    assert "loads() takes YAML or JSON text" in str(info.value)
+    assert "no such file" not in str(info.value)
+    assert len(load_all("c.yml")) == 1  # load_all reads an existing file named by a str
+    # Other bare strings keep the plain message.
+    for text in ("nofile", "a: b.yaml"):
+        with pytest.raises(ValidationError) as info:
+            load_all(text)
+        assert "pathlib" not in str(info.value)
+
+
 def test_bad_yaml_reports_line_and_column() -> None:
     with pytest.raises(ValidationError, match=r"line 3, column 10: mapping values"):
         loads("kind: PacketCapture\nmetadata:\n  name: a: b\n")

@@ -91,6 +91,21 @@ def test_settings_from_felix() -> None:
         CaptureSettings.from_felix({"captureMaxSizeBytes": "ten"})
 
 
+def test_settings_from_felix_refuses_capture_typos() -> None:
+    # A whole FelixConfiguration spec is fine: unrelated keys and captureDir are ignored.
+    spec = {"logSeverityScreen": "Info", "captureDir": "/x", "captureMaxFiles": 3}
+    assert CaptureSettings.from_felix(spec).max_files == 3
+    with pytest.raises(ValidationError) as info:
+        CaptureSettings.from_felix({"captureMaxFile": 3, "CAPTUREROTATIONSECOND": 5, "x": 1})
+    assert info.value.problems == [
+        ("captureMaxFile", "unknown field 'captureMaxFile': did you mean 'captureMaxFiles'?"),
+        (
+            "CAPTUREROTATIONSECOND",
+            "unknown field 'CAPTUREROTATIONSECOND': did you mean 'captureRotationSeconds'?",
+        ),
+    ]
+
+
 # -- pure rotation decision -----------------------------------------------------------
 
 
