@@ -5,65 +5,154 @@ capture filters to classic BPF, the start/end-time state machine, capture backen
 rotated pcap files. See ``docs/`` for a guide to each piece.
 """
 
+# Names are imported on first use (PEP 562), so `import packetcapture.cli` or
+# `from packetcapture.errors import X` does not load every subpackage and its dependencies
+# (lark, cattrs, yaml, ...). Type checkers see the real imports below.
+import importlib as _importlib
+
 from packetcapture._version import __version__
-from packetcapture.agent import NodeAgent, merge_status
-from packetcapture.backends import (
-    CaptureBackend,
-    LinktypeMismatchError,
-    PacketSource,
-    SourceStats,
-    available_backends,
-    get_backend,
-    register_backend,
+
+# typing.TYPE_CHECKING without importing typing (~3 ms at start-up); type checkers know the
+# name. Deleted below: it is not public.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from packetcapture.agent import NodeAgent, merge_status
+    from packetcapture.backends import (
+        CaptureBackend,
+        LinktypeMismatchError,
+        PacketSource,
+        SourceStats,
+        available_backends,
+        get_backend,
+        register_backend,
+    )
+    from packetcapture.backends.replay import ReplayFileError
+    from packetcapture.bpf import BpfProgram, compile_filters, pcap_expression
+    from packetcapture.clock import Clock, SystemClock
+    from packetcapture.errors import (
+        BackendBrokenError,
+        BackendClosedError,
+        BackendError,
+        BackendUnavailableError,
+        FilterCompileError,
+        InvalidTransitionError,
+        PacketCaptureError,
+        PcapError,
+        SelectorSyntaxError,
+        ValidationError,
+    )
+    from packetcapture.model import (
+        CaptureState,
+        ObjectMeta,
+        PacketCapture,
+        PacketCaptureFile,
+        PacketCaptureRule,
+        PacketCaptureSpec,
+        PacketCaptureStatus,
+        PortRange,
+        WorkloadEndpoint,
+        WorkloadEndpointSpec,
+    )
+    from packetcapture.pcap import (
+        CaptureSettings,
+        PcapReader,
+        PcapTruncatedError,
+        PcapWriter,
+        RotatingWriter,
+        list_capture_files,
+        merge_captures,
+        remove_capture_files,
+    )
+    from packetcapture.schedule import (
+        CaptureSchedule,
+        InvalidTimeError,
+        RetryPolicy,
+        ScheduleResult,
+        StartCapture,
+        StopCapture,
+    )
+    from packetcapture.selector import Selector, SelectorIndex
+    from packetcapture.serde import dumps, from_dict, load_all, loads, make_converter, to_dict
+    from packetcapture.validation import validate
+
+# Where each public name is defined.
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    "packetcapture.agent": ("NodeAgent", "merge_status"),
+    "packetcapture.backends": (
+        "CaptureBackend",
+        "LinktypeMismatchError",
+        "PacketSource",
+        "SourceStats",
+        "available_backends",
+        "get_backend",
+        "register_backend",
+    ),
+    "packetcapture.backends.replay": ("ReplayFileError",),
+    "packetcapture.bpf": ("BpfProgram", "compile_filters", "pcap_expression"),
+    "packetcapture.clock": ("Clock", "SystemClock"),
+    "packetcapture.errors": (
+        "BackendBrokenError",
+        "BackendClosedError",
+        "BackendError",
+        "BackendUnavailableError",
+        "FilterCompileError",
+        "InvalidTransitionError",
+        "PacketCaptureError",
+        "PcapError",
+        "SelectorSyntaxError",
+        "ValidationError",
+    ),
+    "packetcapture.model": (
+        "CaptureState",
+        "ObjectMeta",
+        "PacketCapture",
+        "PacketCaptureFile",
+        "PacketCaptureRule",
+        "PacketCaptureSpec",
+        "PacketCaptureStatus",
+        "PortRange",
+        "WorkloadEndpoint",
+        "WorkloadEndpointSpec",
+    ),
+    "packetcapture.pcap": (
+        "CaptureSettings",
+        "PcapReader",
+        "PcapTruncatedError",
+        "PcapWriter",
+        "RotatingWriter",
+        "list_capture_files",
+        "merge_captures",
+        "remove_capture_files",
+    ),
+    "packetcapture.schedule": (
+        "CaptureSchedule",
+        "InvalidTimeError",
+        "RetryPolicy",
+        "ScheduleResult",
+        "StartCapture",
+        "StopCapture",
+    ),
+    "packetcapture.selector": ("Selector", "SelectorIndex"),
+    "packetcapture.serde": ("dumps", "from_dict", "load_all", "loads", "make_converter", "to_dict"),
+    "packetcapture.validation": ("validate",),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+# Submodules that `import packetcapture` used to load, so `packetcapture.model` still works.
+_SUBMODULES = frozenset(
+    {
+        "agent",
+        "backends",
+        "bpf",
+        "clock",
+        "errors",
+        "model",
+        "pcap",
+        "schedule",
+        "selector",
+        "serde",
+        "validation",
+    }
 )
-from packetcapture.backends.replay import ReplayFileError
-from packetcapture.bpf import BpfProgram, compile_filters, pcap_expression
-from packetcapture.clock import Clock, SystemClock
-from packetcapture.errors import (
-    BackendBrokenError,
-    BackendClosedError,
-    BackendError,
-    BackendUnavailableError,
-    FilterCompileError,
-    InvalidTransitionError,
-    PacketCaptureError,
-    PcapError,
-    SelectorSyntaxError,
-    ValidationError,
-)
-from packetcapture.model import (
-    CaptureState,
-    ObjectMeta,
-    PacketCapture,
-    PacketCaptureFile,
-    PacketCaptureRule,
-    PacketCaptureSpec,
-    PacketCaptureStatus,
-    PortRange,
-    WorkloadEndpoint,
-    WorkloadEndpointSpec,
-)
-from packetcapture.pcap import (
-    CaptureSettings,
-    PcapReader,
-    PcapTruncatedError,
-    PcapWriter,
-    RotatingWriter,
-    list_capture_files,
-    merge_captures,
-    remove_capture_files,
-)
-from packetcapture.schedule import (
-    CaptureSchedule,
-    InvalidTimeError,
-    RetryPolicy,
-    ScheduleResult,
-    StartCapture,
-    StopCapture,
-)
-from packetcapture.selector import Selector, SelectorIndex
-from packetcapture.serde import dumps, from_dict, load_all, loads, make_converter, to_dict
-from packetcapture.validation import validate
 
 __all__ = [
     "BackendBrokenError",
@@ -126,3 +215,23 @@ __all__ = [
     "to_dict",
     "validate",
 ]
+
+if not TYPE_CHECKING:  # hidden from type checkers: unknown names stay type errors
+
+    def __getattr__(name: str) -> object:
+        """Import a public name (or a submodule) on first access and keep it."""
+        module = _MODULE_OF.get(name)
+        if module is not None:
+            value = getattr(_importlib.import_module(module), name)
+            globals()[name] = value  # later lookups no longer reach __getattr__
+            return value
+        if name in _SUBMODULES:
+            return _importlib.import_module(f"{__name__}.{name}")
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+    def __dir__() -> list[str]:
+        """List the public names too, although they are imported on first use."""
+        return sorted(set(globals()) | set(__all__))
+
+
+del TYPE_CHECKING

@@ -10,6 +10,7 @@ nesting, huge or binary documents) fails fast with a clear message.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -28,7 +29,6 @@ from cattrs.errors import (
     IterableValidationNote,
 )
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
-from dateutil import parser as _dateparser
 
 from packetcapture import validation as _v
 from packetcapture.errors import Problem, ValidationError
@@ -117,8 +117,11 @@ def parse_time(value: object) -> _dt.datetime:
                 f"time {value!r} has no timezone offset: add 'Z' or an offset like '+02:00'"
             )
         raise ValueError(f"time {value!r} is not RFC 3339 (like 2021-08-26T12:00:00Z)")
+    # Imported here: dateutil takes milliseconds to import and most documents have no times.
+    from dateutil.parser import isoparse
+
     try:
-        parsed = _dateparser.isoparse(value.replace("t", "T").replace("z", "Z").replace(" ", "T"))
+        parsed = isoparse(value.replace("t", "T").replace("z", "Z").replace(" ", "T"))
     except (ValueError, OverflowError) as exc:
         raise ValueError(f"time {value!r} is not a valid date and time: {exc}") from None
     return parsed.astimezone(_dt.UTC)
@@ -484,7 +487,11 @@ def _checked(
     conv.register_unstructure_hook(cls, unstructure)
 
 
-_CONVERTER = make_converter()
+@functools.cache
+def _converter() -> cattrs.Converter:
+    # Built on first use: generating its hooks takes milliseconds, so importing stays cheap.
+    return make_converter()
+
 
 _FIELD_NAMES: dict[str, list[str]] = {
     cls.__name__: [_camel(a.name) for a in attrs.fields(cls) if a.name != "extra"]
@@ -564,7 +571,7 @@ def from_dict(data: object) -> Resource:
     if "metadata" not in body:
         problems.append(("metadata", "required field is missing"))
     try:
-        obj = _CONVERTER.structure(body, cls)
+        obj = _converter().structure(body, cls)
     except Exception as exc:  # cattrs raises several kinds; all are flattened below
         problems += _problems(exc, "")
         raise ValidationError(problems) from None
@@ -575,7 +582,7 @@ def from_dict(data: object) -> Resource:
 
 def to_dict(obj: Resource) -> dict[str, Any]:
     """Return the wire dict of a resource, omitting unset fields."""
-    body: dict[str, Any] = _CONVERTER.unstructure(obj)
+    body: dict[str, Any] = _converter().unstructure(obj)
     return {"apiVersion": API_VERSION, "kind": obj.KIND, **body}
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import os
 
 __all__ = ["EventWakeup", "TimerWakeup"]
@@ -65,6 +64,8 @@ _libc: ctypes.CDLL | None = None
 def _lib() -> ctypes.CDLL:
     global _libc  # noqa: PLW0603 - loaded once, lazily
     if _libc is None:
+        import ctypes.util  # here: it imports a lot (shutil, subprocess) and few need it
+
         _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
     return _libc
 

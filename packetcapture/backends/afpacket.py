@@ -25,8 +25,6 @@ on the socket: the source delivers what it already has, then ends cleanly with a
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import fcntl
 import logging
 import mmap
@@ -132,6 +130,8 @@ def _in_netns(netns: str | None, fn: Callable[[], _T]) -> _T:
 
     def run() -> None:
         try:
+            import ctypes.util  # here: it imports a lot (shutil, subprocess) and few need it
+
             libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
             if libc.setns(fd, CLONE_NEWNET) != 0:
                 err = ctypes.get_errno()

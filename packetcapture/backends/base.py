@@ -31,12 +31,12 @@ import inspect
 import logging
 import threading
 from collections.abc import Callable
-from importlib.metadata import entry_points
 from types import TracebackType
 from typing import TYPE_CHECKING, ClassVar, Self
 
 import attrs
 
+from packetcapture._defaults import DEFAULT_SNAPLEN
 from packetcapture.errors import BackendClosedError, BackendUnavailableError
 
 if TYPE_CHECKING:
@@ -69,8 +69,6 @@ Packet = tuple[int, bytes, int]
 #: A batch from :meth:`PacketSource.read_raw`: ``(records, count, rest)``.
 RawBatch = tuple[bytes, int, int]
 
-#: Default snap length: keep whole packets (what tcpdump and Calico use).
-DEFAULT_SNAPLEN = 262144
 #: Default ``max_packets`` of :meth:`PacketSource.read`.
 DEFAULT_READ_BATCH = 4096
 #: Entry-point group third-party backends register under.
@@ -373,6 +371,9 @@ def unregister_backend(name: str) -> None:
 
 
 def _targets() -> dict[str, str | type[CaptureBackend]]:
+    # Imported here: importlib.metadata costs milliseconds and only lookups need it.
+    from importlib.metadata import entry_points
+
     found: dict[str, str | type[CaptureBackend]] = dict(_BUILTIN)
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         found[ep.name] = ep.value

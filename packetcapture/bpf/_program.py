@@ -7,14 +7,12 @@ from collections.abc import Callable, Iterable
 
 import attrs
 
+from packetcapture._defaults import DEFAULT_SNAPLEN
 from packetcapture.bpf import _codegen, _disasm, _vm
 from packetcapture.bpf._asm import validate
 from packetcapture.bpf._insn import Instruction, RetConstant
 
 __all__ = ["DEFAULT_SNAPLEN", "BpfProgram"]
-
-#: The default snap length: what an accepting program returns.
-DEFAULT_SNAPLEN = 262144
 
 _SOCK_FILTER = struct.Struct("=HBBI")
 

@@ -10,11 +10,15 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
-from typing import NoReturn
 
 from packetcapture._version import __version__
 from packetcapture.errors import PacketCaptureError
+
+# typing.TYPE_CHECKING without importing typing (~3 ms at start-up); type checkers know it.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import NoReturn
 
 __all__ = ["main"]
 
@@ -74,13 +78,13 @@ def _subcommand(parser: argparse.ArgumentParser, name: str | None) -> argparse.A
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return its exit code (the console script exits with it)."""
-    import logging
-
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:
         # Report it as the subcommand's error, pointing at `packetcapture COMMAND --help`.
         _subcommand(parser, args.command).error(f"unrecognized arguments: {' '.join(extra)}")
+    import logging  # only now: --help, --version and usage errors never need it
+
     verbose = args.verbose + getattr(args, "sub_verbose", 0)
     logging.basicConfig(
         level=logging.WARNING - 10 * min(verbose, 2),

@@ -6,10 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from packetcapture.bpf import DEFAULT_SNAPLEN, LINKTYPES, compile_filters, pcap_expression
+from packetcapture._defaults import DEFAULT_SNAPLEN
 from packetcapture.errors import FilterCompileError, ValidationError
-from packetcapture.model import PacketCapture
-from packetcapture.serde import load_all
 
 __all__ = ["register"]
 
@@ -58,6 +56,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     """Compile and print; return 1 on invalid input."""
+    # Imported when the command runs, not when the parser is built (keeps --help cheap).
+    from packetcapture.bpf import LINKTYPES, compile_filters, pcap_expression
+    from packetcapture.model import PacketCapture
+    from packetcapture.serde import load_all
+
     name = args.capture
     try:
         data = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()

@@ -8,23 +8,19 @@ and any copied node directories, into one time-ordered pcapng.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
+# Only what the parsers need at import time: `packetcapture --help` stays cheap. The
+# commands import packetcapture.pcap (and shutil, tempfile, logging) when they run.
+from packetcapture._defaults import DEFAULT_CAPTURE_DIR
 from packetcapture.errors import PacketCaptureError, PcapError
-from packetcapture.pcap import (
-    DEFAULT_CAPTURE_DIR,
-    capture_directory,
-    capture_file_names,
-    find_capture_namespaces,
-    find_merge_sources,
-    merge_captures,
-    remove_capture_files,
-)
+
+# typing.TYPE_CHECKING without importing typing (~3 ms at start-up); type checkers know it.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import logging
 
 __all__ = ["register"]
 
@@ -116,14 +112,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     merge.set_defaults(func=run_merge)
 
 
-class _DropTornRecordWarnings(logging.Filter):
+def _drop_torn_record_warnings(record: logging.LogRecord) -> bool:
     """Hide the merge's own log line for a torn file: `merge` prints one ``warning:`` for it."""
+    import logging
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno != logging.WARNING
-
-
-_MERGE_LOGGER = logging.getLogger("packetcapture.pcap._merge")
+    return record.levelno != logging.WARNING
 
 
 def _err(message: str) -> None:
@@ -131,6 +124,8 @@ def _err(message: str) -> None:
 
 
 def _namespaces(args: argparse.Namespace) -> list[str] | None:
+    from packetcapture.pcap import find_capture_namespaces
+
     if args.all_namespaces:
         found = find_capture_namespaces(args.capture_dir, args.name)
         if not found:
@@ -143,6 +138,9 @@ def _namespaces(args: argparse.Namespace) -> list[str] | None:
 def _copy_file(src: Path, dest_dir: Path) -> None:
     # Write a temporary file and rename it, so a symlink planted at the destination is
     # replaced rather than followed.
+    import shutil
+    import tempfile
+
     fd, tmp = tempfile.mkstemp(prefix=".pcap-copy-", dir=dest_dir)
     try:
         with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
@@ -156,6 +154,8 @@ def _copy_file(src: Path, dest_dir: Path) -> None:
 
 def run_copy(args: argparse.Namespace) -> int:
     """Copy capture files; exit 0 if at least one namespace's files were copied."""
+    from packetcapture.pcap import capture_directory, capture_file_names
+
     namespaces = _namespaces(args)
     if namespaces is None:
         return 1
@@ -183,6 +183,8 @@ def run_copy(args: argparse.Namespace) -> int:
 
 def run_clean(args: argparse.Namespace) -> int:
     """Delete capture files; exit 0 if at least one namespace's files were deleted."""
+    from packetcapture.pcap import capture_directory, remove_capture_files
+
     namespaces = _namespaces(args)
     if namespaces is None:
         return 1
@@ -211,15 +213,21 @@ def run_merge(args: argparse.Namespace) -> int:
     if args.node is not None and len(args.node) != len(dirs):
         _err(f"--node names {len(args.node)} node(s) for {len(dirs)} directory(ies)")
         return 2
-    quiet = _DropTornRecordWarnings()
-    _MERGE_LOGGER.addFilter(quiet)
+    import logging
+
+    merge_logger = logging.getLogger("packetcapture.pcap._merge")
+    merge_logger.addFilter(_drop_torn_record_warnings)
     try:
         return _merge(args, dirs)
     finally:
-        _MERGE_LOGGER.removeFilter(quiet)
+        merge_logger.removeFilter(_drop_torn_record_warnings)
 
 
 def _merge(args: argparse.Namespace, dirs: list[str]) -> int:
+    import tempfile
+
+    from packetcapture.pcap import find_merge_sources, merge_captures
+
     try:
         if not find_merge_sources(dirs, args.namespace, args.name):
             _err(f"no files for capture {args.namespace}/{args.name} in {', '.join(dirs)}")

@@ -7,8 +7,6 @@ import sys
 from pathlib import Path
 
 from packetcapture.errors import ValidationError
-from packetcapture.model import PacketCapture
-from packetcapture.serde import load_all
 
 __all__ = ["register"]
 
@@ -30,6 +28,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     """Validate each file; print problems; return 1 if any is invalid."""
+    # Imported when the command runs, not when the parser is built (keeps --help cheap).
+    from packetcapture.model import PacketCapture
+    from packetcapture.serde import load_all
+
     failed = False
     for name in args.files:
         try:

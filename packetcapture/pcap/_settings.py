@@ -7,13 +7,11 @@ from typing import Any, Literal
 
 import attrs
 
+from packetcapture._defaults import DEFAULT_CAPTURE_DIR
 from packetcapture.errors import Problem, ValidationError
 from packetcapture.validation import unknown_field_message
 
 __all__ = ["DEFAULT_CAPTURE_DIR", "CaptureSettings"]
-
-#: Felix's default ``captureDir``.
-DEFAULT_CAPTURE_DIR = "/var/log/calico/pcap"
 
 _POSITIVE = (
     "max_size_bytes",

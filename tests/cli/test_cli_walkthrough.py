@@ -360,7 +360,7 @@ def test_plan_says_an_endpoint_without_interface_is_skipped(
 
 
 def test_skipped_endpoint_names_a_close_unknown_key(capsys: pytest.CaptureFixture[str]) -> None:
-    from packetcapture.cli._run import _warn_no_interface
+    from packetcapture.cli._run_impl import _warn_no_interface
 
     capture = PacketCapture(metadata=ObjectMeta(name="cap", namespace="ns"))
     wep = WorkloadEndpoint(

@@ -1,0 +1,156 @@
+"""Start-up stays cheap: the CLI and ``import packetcapture`` load only what they use.
+
+Each check runs in a fresh interpreter, because this test process has long since imported
+everything. No timings are asserted: the modules loaded are what decides start-up time.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+# Dependencies and subpackages that parsing arguments never needs.
+HEAVY = (
+    "attr",
+    "attrs",
+    "cattrs",
+    "ctypes",
+    "dateutil",
+    "importlib.metadata",
+    "lark",
+    "logging",
+    "yaml",
+    "packetcapture.agent",
+    "packetcapture.backends",
+    "packetcapture.bpf",
+    "packetcapture.bpf._compiler",
+    "packetcapture.model",
+    "packetcapture.pcap",
+    "packetcapture.selector",
+    "packetcapture.serde",
+    "packetcapture.cli._run_impl",
+)
+
+
+def _run(code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, check=False
+    )
+
+
+def _loaded_after(code: str, *args: str) -> set[str]:
+    """Run ``code`` in a fresh interpreter; return the modules loaded when it ended."""
+    done = _run(
+        "import atexit, json, sys\n"
+        "atexit.register(lambda: print(json.dumps(sorted(sys.modules)), file=sys.stderr))\n" + code,
+        *args,
+    )
+    return set(json.loads(done.stderr.strip().splitlines()[-1]))
+
+
+def test_import_cli_loads_no_heavy_module() -> None:
+    loaded = _loaded_after("import packetcapture.cli")
+    assert "packetcapture.cli" in loaded
+    assert loaded.isdisjoint(HEAVY), sorted(loaded & set(HEAVY))
+    # Not even the subcommand modules: they are imported when the parser is built.
+    assert "packetcapture.cli._validate" not in loaded
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--help"],
+        ["--version"],
+        ["run", "--help"],
+        ["validate", "--help"],
+        ["compile", "--help"],
+        ["merge", "--help"],
+        ["validate"],  # a usage error
+        ["frob"],
+    ],
+)
+def test_parsing_loads_no_heavy_module(argv: list[str]) -> None:
+    code = "import sys\nfrom packetcapture.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+    loaded = _loaded_after(code, *argv)
+    assert "packetcapture.cli._run" in loaded  # the parser was built
+    assert loaded.isdisjoint(HEAVY), sorted(loaded & set(HEAVY))
+
+
+def test_validate_loads_what_it_needs_and_no_more() -> None:
+    code = "import sys\nfrom packetcapture.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+    loaded = _loaded_after(code, "validate", "-q", str(EXAMPLES / "sample-capture.yaml"))
+    assert {"packetcapture.serde", "packetcapture.model", "yaml", "cattrs"} <= loaded
+    for name in ("packetcapture.agent", "packetcapture.bpf._compiler", "packetcapture.pcap"):
+        assert name not in loaded
+
+
+def test_import_package_loads_no_subpackage() -> None:
+    loaded = _loaded_after("import packetcapture")
+    ours = {m for m in loaded if m.startswith("packetcapture")}
+    assert ours == {"packetcapture", "packetcapture._version"}
+
+
+def test_public_names_resolve_lazily_in_a_fresh_interpreter() -> None:
+    code = """
+import sys
+import packetcapture
+
+assert "packetcapture.model" not in sys.modules
+from packetcapture import PacketCapture
+from packetcapture.model import PacketCapture as Defined
+assert PacketCapture is Defined
+assert "packetcapture.agent" not in sys.modules  # only what was asked for
+
+for name in packetcapture.__all__:
+    getattr(packetcapture, name)
+    assert name in vars(packetcapture), name  # kept: later lookups skip __getattr__
+assert set(packetcapture.__all__) <= set(dir(packetcapture))
+assert "TYPE_CHECKING" not in vars(packetcapture)
+
+# Submodules the package used to import eagerly are still attributes.
+for sub in ("agent", "backends", "bpf", "clock", "errors", "model", "pcap", "schedule",
+            "selector", "serde", "validation"):
+    assert getattr(packetcapture, sub) is sys.modules["packetcapture." + sub], sub
+
+try:
+    packetcapture.Nope
+except AttributeError as exc:
+    assert str(exc) == "module 'packetcapture' has no attribute 'Nope'", exc
+else:
+    raise AssertionError("packetcapture.Nope resolved")
+print("ok")
+"""
+    done = _run(code)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "ok\n"
+
+
+def test_star_import_binds_every_public_name() -> None:
+    code = """
+ns = {}
+exec("from packetcapture import *", ns)
+import packetcapture
+missing = [n for n in packetcapture.__all__ if ns.get(n) is not getattr(packetcapture, n)]
+assert not missing, missing
+from packetcapture.agent import NodeAgent
+assert ns["NodeAgent"] is NodeAgent
+print("ok")
+"""
+    done = _run(code)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "ok\n"
+
+
+def test_defaults_are_one_value_everywhere() -> None:
+    from packetcapture import _defaults, backends, bpf, pcap
+    from packetcapture.backends import base
+
+    assert bpf.DEFAULT_SNAPLEN == backends.DEFAULT_SNAPLEN == base.DEFAULT_SNAPLEN == 262144
+    assert bpf.DEFAULT_SNAPLEN is _defaults.DEFAULT_SNAPLEN
+    assert pcap.DEFAULT_CAPTURE_DIR == _defaults.DEFAULT_CAPTURE_DIR == "/var/log/calico/pcap"
