@@ -436,8 +436,11 @@ def _meta_precheck(value: Mapping[str, Any]) -> list[Problem]:
         problems += _v.namespace_problems(namespace)
     labels = value.get("labels")
     if isinstance(labels, Mapping):
-        good = {k: v for k, v in labels.items() if isinstance(k, str) and isinstance(v, str)}
-        problems += _v.label_problems(good)
+        # Non-string values failed already (that error is shown); their keys still count.
+        checked = {
+            k: v if isinstance(v, str) else "" for k, v in labels.items() if isinstance(k, str)
+        }
+        problems += _v.label_problems(checked)
     return problems
 
 

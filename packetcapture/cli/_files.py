@@ -44,6 +44,14 @@ def _common(parser: argparse.ArgumentParser, *, all_namespaces: bool = True) -> 
         )
 
 
+def _node_list(value: str) -> list[str]:
+    """Split ``--node a,b`` (node names never hold a comma); one value keeps NAME free."""
+    names = value.split(",")
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"empty node name in {value!r}")
+    return names
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``copy``, ``clean`` and ``merge`` subcommands."""
     copy = subparsers.add_parser(
@@ -97,11 +105,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     merge.add_argument(
         "--node",
-        nargs="+",
         action="extend",
-        metavar="NODE",
+        type=_node_list,
+        metavar="NODE[,NODE...]",
         help=(
-            "node name of each DIR, in order: --node a b, or --node repeated "
+            "node name of each DIR, in order: --node a,b or --node a --node b "
             "(default: the directory's name)"
         ),
     )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as _dt
-import difflib
 import logging
 import os
 import signal
@@ -31,7 +30,12 @@ from packetcapture.model import (
     PacketCaptureStatus,
     WorkloadEndpoint,
 )
-from packetcapture.pcap import CaptureSettings, capture_directory, list_capture_files
+from packetcapture.pcap import (
+    CaptureSettings,
+    capture_directory,
+    list_capture_files,
+    parse_file_name,
+)
 from packetcapture.pcap._layout import open_capture_dir, validate_part
 from packetcapture.schedule import DEFAULT_RETRY
 from packetcapture.selector import parse
@@ -92,8 +96,9 @@ def _selected(capture: PacketCapture, endpoints: list[WorkloadEndpoint]) -> list
 def _warn_no_interface(captures: list[PacketCapture], endpoints: list[WorkloadEndpoint]) -> None:
     """Say, once per endpoint, that a selected endpoint without interfaceName is skipped.
 
-    The agent cannot capture it (there is nothing to open), so without this a typo such
-    as ``interfaceNme`` (kept in ``extra``) would end in a capture with no files, silently.
+    The agent cannot capture it (there is nothing to open), so without this the capture
+    would end with no files, silently. (A misspelt ``interfaceNme`` is refused earlier,
+    when the file is loaded.)
     """
     seen: set[tuple[str, str]] = set()
     for capture in captures:
@@ -101,12 +106,29 @@ def _warn_no_interface(captures: list[PacketCapture], endpoints: list[WorkloadEn
             if wep.spec.interface_name or wep.key in seen:
                 continue
             seen.add(wep.key)
-            close = difflib.get_close_matches("interfaceName", list(wep.spec.extra), n=1)
-            hint = f" (unknown key spec.{close[0]}: a typo of interfaceName?)" if close else ""
             _err(
                 f"warning: endpoint {wep.namespace}/{wep.metadata.name} selected by "
-                f"{capture.namespace}/{capture.name} is skipped: it has no "
-                f"spec.interfaceName{hint}"
+                f"{capture.namespace}/{capture.name} is skipped: it has no spec.interfaceName"
+            )
+
+
+def _warn_shared_directory(capture_dir: Path, node: str, captures: list[PacketCapture]) -> None:
+    """Say when another node's run left its status in a capture's directory.
+
+    A capture directory belongs to one node, as in Calico (each node has its own): the
+    status lists, and retention counts, every file in it, whichever node wrote it.
+    """
+    for capture in captures:
+        try:
+            directory = capture_directory(capture_dir, capture.namespace, capture.name)
+        except PacketCaptureError:
+            continue
+        others = [n for n in _status_nodes(directory) if n != node]
+        if others:
+            _err(
+                f"warning: {directory} also holds the capture of node(s) {', '.join(others)}: "
+                "a capture directory belongs to one node (its status lists, and retention "
+                "counts, every file in it); give each node its own --capture-dir"
             )
 
 
@@ -140,6 +162,7 @@ def run_run(args: argparse.Namespace) -> int:
         _err(f"{args.endpoints}: no endpoints on node {args.node!r} (nodes: {', '.join(nodes)})")
         return 1
     _warn_no_interface(captures, mine)
+    _warn_shared_directory(args.capture_dir, args.node, captures)
 
     stop = threading.Event()
     progress = _Progress(sys.stderr, args.progress)
@@ -271,11 +294,15 @@ def _write_state_file(
     except (PacketCaptureError, OSError) as exc:
         logger.warning("cannot write %s: %s", path, exc)
         return
-    tmp = f"{path.name}.tmp"  # hidden too, and not a .pcap: listings skip it
+    # Hidden too, and not a .pcap: listings skip it. Per process, so two runs never share it.
+    tmp = f"{path.name}.{os.getpid()}.tmp"
     try:
         out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644, dir_fd=fd)
         with os.fdopen(out, "w") as f:
+            os.fchmod(out, 0o644)  # like the capture files, whatever the umask
             f.write(text)
+            f.flush()
+            os.fsync(out)  # the rename must not publish an empty file after a crash
         os.replace(tmp, path.name, src_dir_fd=fd, dst_dir_fd=fd)
     except OSError as exc:
         with contextlib.suppress(OSError):
@@ -362,6 +389,7 @@ def run_status(args: argparse.Namespace) -> int:
         _err(f"{args.target!r}: expected NAMESPACE/NAME")
         return 2
     try:
+        validate_part(args.node, "node")
         directory = capture_directory(args.capture_dir, namespace, name)
         entry = list_capture_files(args.capture_dir, namespace, name, args.node)
     except PacketCaptureError as exc:
@@ -382,9 +410,14 @@ def run_status(args: argparse.Namespace) -> int:
             files = len(entry.file_names)
             _err(f"{where}; no node left a status there ({files} capture file(s))")
         return 1
-    state, problem = _read_state(state_path)
+    state, bases, problem = _read_state(state_path)
     if problem is not None:
         _err(f"warning: {state_path}: {problem}; showing files only")
+    if bases is not None:
+        # Only this node's interfaces: another node may write into the same directory.
+        # Files rotated after the status was saved keep their interface's base name.
+        mine = [f for f in entry.file_names if _base_of(f) in bases]
+        entry = attrs.evolve(entry, file_names=tuple(mine))
     entry = attrs.evolve(entry, state=state)
     sys.stdout.write(yaml.safe_dump({"status": {"files": [to_dict_entry(entry)]}}, sort_keys=False))
     return 0
@@ -404,26 +437,41 @@ def _status_nodes(directory: Path) -> list[str]:
     )
 
 
-def _read_state(path: Path) -> tuple[CaptureState | None, str | None]:
-    """Return the state in a status file, or None and a one-line reason it is unusable."""
+def _base_of(file_name: str) -> str | None:
+    """Return the ``{pod}_{interface}`` a capture file belongs to (None if not ours)."""
+    parsed = parse_file_name(file_name)
+    return None if parsed is None else f"{parsed.pod}_{parsed.interface}"
+
+
+def _read_state(path: Path) -> tuple[CaptureState | None, set[str | None] | None, str | None]:
+    """Return the state and the interfaces' base names in a status file.
+
+    On a problem: None, None and a one-line reason the file is unusable.
+    """
     try:
-        saved = yaml.safe_load(path.read_text())
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)  # as the layout code: no symlinks
+        with os.fdopen(fd, "rb") as f:
+            saved = yaml.safe_load(f.read().decode())
     except OSError as exc:
-        return None, f"cannot read: {exc.strerror or exc}"
+        return None, None, f"cannot read: {exc.strerror or exc}"
     except UnicodeDecodeError:
-        return None, "unreadable status (not UTF-8 text)"
+        return None, None, "unreadable status (not UTF-8 text)"
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        return None, f"unreadable status (invalid YAML: {exc.problem or exc.context}{at})"
+        return None, None, f"unreadable status (invalid YAML: {exc.problem or exc.context}{at})"
     except yaml.YAMLError as exc:
-        return None, f"unreadable status (invalid YAML: {' '.join(str(exc).split())})"
+        return None, None, f"unreadable status (invalid YAML: {' '.join(str(exc).split())})"
     if not isinstance(saved, dict) or "state" not in saved:
-        return None, "unreadable status (no state in it)"
+        return None, None, "unreadable status (no state in it)"
     try:
-        return CaptureState(saved["state"]), None
+        state = CaptureState(saved["state"])
     except ValueError:
-        return None, f"unreadable status (unknown state {saved['state']!r})"
+        return None, None, f"unreadable status (unknown state {saved['state']!r})"
+    names = saved.get("fileNames") or []
+    if not isinstance(names, list):
+        return None, None, "unreadable status (fileNames is not a list)"
+    return state, {_base_of(str(n)) for n in names}, None
 
 
 # --- plan -------------------------------------------------------------------------------

@@ -69,6 +69,12 @@ def test_namespace_default_and_invalid() -> None:
 # --- labels ----------------------------------------------------------------------------
 
 
+def test_a_label_with_a_bad_key_and_a_bad_value_reports_both() -> None:
+    found = problems(capture(labels={"other bad!": 5, "ok": "fine"}))
+    assert [p for p, _ in found] == ["metadata.labels['other bad!']"] * 2
+    assert sorted(m.split(" ")[0] for _, m in found) == ["label", "value"]
+
+
 def test_endpoints_carry_calicos_own_labels() -> None:
     # calicoctl shows these on every Kubernetes WorkloadEndpoint: they must load, and
     # validate() must accept them; only a capture may not set the namespace label.
