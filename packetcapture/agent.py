@@ -457,6 +457,7 @@ class NodeAgent:
             run = self._get(namespace, name)
             errors = run.schedule.errors()
             interfaces = []
+            on_disk: list[str] | None = None  # the directory, listed once for all stopped ones
             for iface in sorted(run.schedule.interfaces()):
                 session = run.sessions.get(iface)
                 if session is None:
@@ -464,7 +465,12 @@ class NodeAgent:
                 dropped, filtered = session.totals()
                 writer = session.writer
                 deleted = session.deleted + (writer.packets_deleted if writer else 0)
-                files = tuple(writer.file_names) if writer else self._files_on_disk(run, session)
+                if writer is not None:
+                    files = tuple(writer.file_names)
+                else:
+                    if on_disk is None:
+                        on_disk = self._listing(run)
+                    files = _files_of(on_disk, session.pod, session.interface)
                 interfaces.append(
                     InterfaceDetails(
                         endpoint="/".join(session.endpoint),
@@ -492,28 +498,12 @@ class NodeAgent:
                 interfaces=tuple(interfaces),
             )
 
-    def _files_on_disk(self, run: _Run, session: _Session) -> tuple[str, ...]:
-        """Return a stopped interface's files still on disk, in the writer's order.
-
-        Files outlive their writer (Finished, interface down, Error), and Calico keeps
-        listing them in the status, so the details list them too: rotated files oldest
-        first, then the active one.
-        """
+    def _listing(self, run: _Run) -> list[str]:
+        """Return the capture's file names on disk (none if the directory is unreadable)."""
         try:
-            names = capture_file_names(self.capture_dir, *run.key)
+            return capture_file_names(self.capture_dir, *run.key)
         except PcapError:
-            return ()
-        rotated: list[tuple[int, str]] = []
-        active: list[str] = []
-        for fname in names:
-            parsed = parse_file_name(fname)
-            if parsed is None or (parsed.pod, parsed.interface) != (session.pod, session.interface):
-                continue
-            if parsed.rotated_us is None:
-                active.append(fname)
-            else:
-                rotated.append((parsed.rotated_us, fname))
-        return tuple(fname for _, fname in sorted(rotated)) + tuple(active)
+            return []
 
     # -- internals: matching --------------------------------------------------------------
 
@@ -797,6 +787,26 @@ class NodeAgent:
                 pass
         except BlockingIOError:
             pass
+
+
+def _files_of(names: Iterable[str], pod: str, interface: str) -> tuple[str, ...]:
+    """Return one interface's files among ``names``, in the writer's order.
+
+    Files outlive their writer (Finished, interface down, Error), and Calico keeps listing
+    them in the status, so the details list them too: rotated files oldest first, then the
+    active one.
+    """
+    rotated: list[tuple[int, str]] = []
+    active: list[str] = []
+    for fname in names:
+        parsed = parse_file_name(fname)
+        if parsed is None or (parsed.pod, parsed.interface) != (pod, interface):
+            continue
+        if parsed.rotated_us is None:
+            active.append(fname)
+        else:
+            rotated.append((parsed.rotated_us, fname))
+    return tuple(fname for _, fname in sorted(rotated)) + tuple(active)
 
 
 def _reason(exc: BaseException, interface: str) -> str:
