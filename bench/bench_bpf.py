@@ -81,4 +81,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    import argparse
+
+    # No options: --help says what the script measures instead of running it.
+    argparse.ArgumentParser(description=" ".join((__doc__ or "").split())).parse_args()
     main()

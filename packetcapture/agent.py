@@ -571,8 +571,7 @@ class NodeAgent:
                 session.pod,
                 session.interface,
                 settings=self.settings,
-                node=self.node_name,
-                description=f"{ns}/{session.pod} {session.interface} capture {name}",
+                node=self.node_name,  # in pcapng's interface description, for merge
             )
             session.source = self._open(run, session.interface)
         except (PacketCaptureError, OSError) as exc:

@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 from packetcapture.cli import main
-from packetcapture.pcap import PcapReader
+from packetcapture.pcap import PcapReader, merge_captures
+from packetcapture.pcap._format import parse_description
 from tests.conftest import REPO, require_tool
 
 EXAMPLES = REPO / "examples"
@@ -452,3 +453,33 @@ def test_progress_table_on_a_terminal(tmp_path: Path) -> None:
     assert "sample-namespace/sample-capture" in screen and "cali1a2b3c4d5e6" in screen
     assert "\x1b[" in screen  # redrawn in place
     assert "Traceback" not in screen
+
+
+def test_pcapng_files_name_the_node_so_merge_keeps_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The agent's pcapng interface descriptions carry the node: merging a copied directory
+    # (whose name is not the node's) still says node-1.
+    cap = EXAMPLES / "sample-capture.yaml"
+    code, _, err = run_node1(capsys, cap, tmp_path / "c", "--format", "pcapng")
+    assert code == 0, err
+    (src,) = (tmp_path / "c" / "sample-namespace" / "sample-capture").glob("*.pcap")
+    with PcapReader(src) as reader:
+        list(reader)
+        (iface,) = reader.interfaces
+    assert parse_description(iface.description or "") == {
+        "endpoint": "sample-namespace/" + src.name.split("_")[0],
+        "interface": src.stem.split("_")[1],
+        "node": "node-1",
+        "capture": "sample-namespace/sample-capture",
+    }
+    copied = tmp_path / "copied-elsewhere"
+    copied.mkdir()
+    shutil.copy(src, copied)
+    with (tmp_path / "m.pcapng").open("wb") as out:
+        merge_captures([copied], "sample-namespace", "sample-capture", out)
+    with PcapReader(tmp_path / "m.pcapng") as reader:
+        list(reader)
+        assert [parse_description(i.description or "")["node"] for i in reader.interfaces] == [
+            "node-1"
+        ]
