@@ -79,6 +79,9 @@ class ValidationError(PacketCaptureError, ValueError):
         return ValidationError((join(p), m) for p, m in self.problems)
 
 
+_BLANKS = dict.fromkeys((*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029), " ")
+
+
 class SelectorSyntaxError(PacketCaptureError, ValueError):
     """A label selector does not parse.
 
@@ -95,7 +98,9 @@ class SelectorSyntaxError(PacketCaptureError, ValueError):
 
     def render(self) -> str:
         """Return the message with the source line and a caret under the problem column."""
-        shown = self.selector.replace("\n", " ").replace("\r", " ").replace("\t", " ")
+        # Every control or line-break character becomes one space: the source stays on one
+        # line and the caret under the same column.
+        shown = self.selector.translate(_BLANKS)
         caret = " " * max(self.column - 1, 0) + "^"
         return f"{self.reason} (column {self.column})\n    {shown}\n    {caret}"
 

@@ -37,7 +37,9 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         """Print ``prog: error: message (see prog --help)`` and exit 2."""
-        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+        from packetcapture.cli._text import one_line  # argparse echoes argv as it is
+
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see '{self.prog} --help')\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,6 +80,7 @@ def _subcommand(parser: argparse.ArgumentParser, name: str | None) -> argparse.A
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return its exit code (the console script exits with it)."""
+    _undecodable_names_printable()
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:
@@ -104,14 +107,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"packetcapture: error: {_one_line(str(exc))}", file=sys.stderr)
         return 1
     except OSError as exc:
-        print(f"packetcapture: error: {exc}", file=sys.stderr)
+        print(f"packetcapture: error: {_one_line(str(exc))}", file=sys.stderr)
         return 1
     return code
 
 
+def _undecodable_names_printable() -> None:
+    """Let names that are not UTF-8 be printed, as the original bytes (like ``ls`` does).
+
+    argv and file names hold such bytes as lone surrogates; outside Python's UTF-8 mode
+    standard output is strict, so printing one (``FILE: ok``) would raise.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="surrogateescape")
+
+
 def _one_line(text: str) -> str:
-    lines = [line for line in text.splitlines() if line.strip()]
-    return lines[0] if len(lines) <= 1 else lines[0] + " | " + " | ".join(lines[1:])
+    from packetcapture.cli._text import one_line
+
+    lines = [one_line(line) for line in text.split("\n") if line.strip()]
+    return " | ".join(lines)
 
 
 if __name__ == "__main__":  # pragma: no cover

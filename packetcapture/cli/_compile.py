@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from packetcapture._defaults import DEFAULT_SNAPLEN
+from packetcapture.cli._run import snaplen
 from packetcapture.errors import FilterCompileError, ValidationError
 
 __all__ = ["register"]
@@ -32,7 +33,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="link-layer type: 1 Ethernet (default), 113 Linux SLL, 276 SLL2, 101 raw IP",
     )
     parser.add_argument(
-        "--snaplen", type=int, default=DEFAULT_SNAPLEN, help="value an accepting program returns"
+        "--snaplen",
+        type=snaplen,  # checked here, so that an error names the flag, not CAPTURE.yaml
+        default=DEFAULT_SNAPLEN,
+        help="value an accepting program returns",
     )
     parser.add_argument(
         "--no-vlan", action="store_true", help="do not look through 802.1Q/802.1ad tags"
@@ -58,23 +62,26 @@ def run(args: argparse.Namespace) -> int:
     """Compile and print; return 1 on invalid input."""
     # Imported when the command runs, not when the parser is built (keeps --help cheap).
     from packetcapture.bpf import LINKTYPES, compile_filters, pcap_expression
+    from packetcapture.cli._text import one_line
     from packetcapture.model import PacketCapture
     from packetcapture.serde import load_all
 
     name = args.capture
+    shown = one_line(name)
     try:
         data = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
     except OSError as exc:
-        print(f"packetcapture: error: {name}: cannot read: {exc.strerror or exc}", file=sys.stderr)
+        reason = one_line(str(exc.strerror or exc))
+        print(f"packetcapture: error: {shown}: cannot read: {reason}", file=sys.stderr)
         return 1
     try:
         captures = [r for r in load_all(data) if isinstance(r, PacketCapture)]
     except ValidationError as exc:
-        print(f"packetcapture: error: {name}: {exc.lines()[0]}", file=sys.stderr)
+        print(f"packetcapture: error: {shown}: {one_line(exc.lines()[0])}", file=sys.stderr)
         return 1
     if len(captures) != 1:
         print(
-            f"packetcapture: error: {name}: expected one PacketCapture, found {len(captures)}",
+            f"packetcapture: error: {shown}: expected one PacketCapture, found {len(captures)}",
             file=sys.stderr,
         )
         return 1
@@ -98,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
             ipv6_extension_headers=not args.no_ipv6_ext,
         )
     except FilterCompileError as exc:
-        print(f"packetcapture: error: {name}: {exc}", file=sys.stderr)
+        print(f"packetcapture: error: {shown}: {one_line(str(exc))}", file=sys.stderr)
         return 1
     sys.stdout.write(program.disassemble(args.fmt))
     return 0

@@ -15,6 +15,7 @@ from pathlib import Path
 # Only what the parsers need at import time: `packetcapture --help` stays cheap. The
 # commands import packetcapture.pcap (and shutil, tempfile, logging) when they run.
 from packetcapture._defaults import DEFAULT_CAPTURE_DIR
+from packetcapture.cli._text import one_line
 from packetcapture.errors import PacketCaptureError, PcapError
 
 # typing.TYPE_CHECKING without importing typing (~3 ms at start-up); type checkers know it.
@@ -128,7 +129,7 @@ def _drop_torn_record_warnings(record: logging.LogRecord) -> bool:
 
 
 def _err(message: str) -> None:
-    print(f"packetcapture: error: {message}", file=sys.stderr)
+    print(f"packetcapture: error: {one_line(message)}", file=sys.stderr)
 
 
 def _namespaces(args: argparse.Namespace) -> list[str] | None:
@@ -180,7 +181,7 @@ def run_copy(args: argparse.Namespace) -> int:
             dest.mkdir(parents=True, exist_ok=True)
             for fname in names:
                 _copy_file(src / fname, dest)
-            print(f"copied {len(names)} file(s) of {ns}/{args.name} to {dest}")
+            print(one_line(f"copied {len(names)} file(s) of {ns}/{args.name} to {dest}"))
             copied_any = True
         except (PacketCaptureError, OSError) as exc:
             errors.append(f"{ns}/{args.name}: {exc}")
@@ -205,7 +206,7 @@ def run_clean(args: argparse.Namespace) -> int:
                 errors.append(f"no files for capture {ns}/{args.name} in {args.capture_dir}")
                 continue
             removed = remove_capture_files(args.capture_dir, ns, args.name)
-            print(f"removed {target} ({len(removed)} file(s))")
+            print(one_line(f"removed {target} ({len(removed)} file(s))"))
             cleaned_any = True
         except (PacketCaptureError, OSError) as exc:
             errors.append(f"{ns}/{args.name}: {exc}")
@@ -263,12 +264,15 @@ def _merge(args: argparse.Namespace, dirs: list[str]) -> int:
         return 1
     for path in result.damaged_files:
         print(
-            f"warning: {path} ends in a torn record; its whole packets were kept", file=sys.stderr
+            one_line(f"warning: {path} ends in a torn record; its whole packets were kept"),
+            file=sys.stderr,
         )
     where = "standard output" if args.output == "-" else args.output
     print(
-        f"merged {result.packets} packet(s) from {result.files} file(s), "
-        f"{result.interfaces} interface(s) into {where}",
+        one_line(
+            f"merged {result.packets} packet(s) from {result.files} file(s), "
+            f"{result.interfaces} interface(s) into {where}"
+        ),
         file=sys.stderr if args.output == "-" else sys.stdout,
     )
     return 0

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from packetcapture._defaults import DEFAULT_SNAPLEN
 
-__all__ = ["register"]
+__all__ = ["register", "snaplen"]
 
 
 def run_run(args: argparse.Namespace) -> int:
@@ -102,7 +102,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     run.add_argument(
         "--snaplen",
-        type=_positive_int,
+        type=snaplen,
         metavar="N",
         default=DEFAULT_SNAPLEN,
         help="bytes kept of each packet (default: %(default)s)",
@@ -183,6 +183,10 @@ def _size_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+# The largest count or size a flag takes: Calico's (Go int64) limit, and far from a float's.
+_MAX_INT = 2**63 - 1
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -190,6 +194,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    if value > _MAX_INT:
+        raise argparse.ArgumentTypeError(f"must be at most {_MAX_INT}, got {value}")
+    return value
+
+
+def snaplen(text: str) -> int:
+    """Parse ``--snaplen``: 1 to 4294967295 (a pcap header and a BPF ``ret`` hold 32 bits)."""
+    value = _positive_int(text)
+    if value > 0xFFFFFFFF:
+        raise argparse.ArgumentTypeError(f"must be at most 4294967295, got {value}")
     return value
 
 

@@ -21,6 +21,7 @@ import yaml
 from packetcapture.agent import NodeAgent, effective_selector
 from packetcapture.backends.base import CaptureBackend, get_backend
 from packetcapture.bpf import compile_filters, pcap_expression
+from packetcapture.cli._text import one_line
 from packetcapture.clock import SystemClock
 from packetcapture.errors import PacketCaptureError, ValidationError
 from packetcapture.model import (
@@ -84,7 +85,7 @@ def _load_inputs(args: argparse.Namespace) -> tuple[list[PacketCapture], list[Wo
 
 
 def _err(message: str) -> None:
-    print(f"packetcapture: {message}", file=sys.stderr)
+    print(f"packetcapture: {one_line(message)}", file=sys.stderr)
 
 
 def _selected(capture: PacketCapture, endpoints: list[WorkloadEndpoint]) -> list[WorkloadEndpoint]:
@@ -238,12 +239,14 @@ def _backend(args: argparse.Namespace) -> CaptureBackend:
                 _err(f"--replay {item!r}: expected IFACE=FILE")
                 raise _InputError
             if not Path(file).is_file():
-                _err(f"--replay {item!r}: {file}: no such file")
+                problem = "not a file" if Path(file).exists() else "no such file"
+                _err(f"--replay {item!r}: {file}: {problem}")
                 raise _InputError
             files.setdefault(iface, []).append(Path(file))
         return get_backend("replay", files=files, speed=args.speed)
     if not args.replay_dir.is_dir():
-        _err(f"--replay-dir {args.replay_dir}: no such directory")
+        problem = "not a directory" if args.replay_dir.exists() else "no such directory"
+        _err(f"--replay-dir {args.replay_dir}: {problem}")
         raise _InputError
     return get_backend("replay", directory=args.replay_dir, speed=args.speed)
 
@@ -451,7 +454,10 @@ def _read_state(path: Path) -> tuple[CaptureState | None, set[str | None] | None
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)  # as the layout code: no symlinks
         with os.fdopen(fd, "rb") as f:
-            saved = yaml.safe_load(f.read().decode())
+            # libyaml, when there, refuses deep nesting at once; PyYAML's own parser recurses.
+            saved = yaml.load(
+                f.read().decode(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+            )
     except OSError as exc:
         return None, None, f"cannot read: {exc.strerror or exc}"
     except UnicodeDecodeError:
@@ -462,6 +468,8 @@ def _read_state(path: Path) -> tuple[CaptureState | None, set[str | None] | None
         return None, None, f"unreadable status (invalid YAML: {exc.problem or exc.context}{at})"
     except yaml.YAMLError as exc:
         return None, None, f"unreadable status (invalid YAML: {' '.join(str(exc).split())})"
+    except RecursionError:  # PyYAML's composer recurses once per nesting level
+        return None, None, "unreadable status (nested too deeply)"
     if not isinstance(saved, dict) or "state" not in saved:
         return None, None, "unreadable status (no state in it)"
     try:

@@ -94,20 +94,24 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _endpoints(effective: Selector, args: argparse.Namespace) -> int:
+    from packetcapture.cli._text import one_line
     from packetcapture.model import WorkloadEndpoint
     from packetcapture.serde import load_all
 
-    name = args.endpoints
+    name = one_line(args.endpoints)
     try:
-        source: bytes | Path = sys.stdin.buffer.read() if name == "-" else Path(name)
+        source: bytes | Path = (
+            sys.stdin.buffer.read() if args.endpoints == "-" else Path(args.endpoints)
+        )
         resources = load_all(source)
     except OSError as exc:
         # The same wording as validate, compile, plan and run.
-        print(f"packetcapture: error: {name}: cannot read: {exc.strerror or exc}", file=sys.stderr)
+        reason = one_line(str(exc.strerror or exc))
+        print(f"packetcapture: error: {name}: cannot read: {reason}", file=sys.stderr)
         return 1
     except ValidationError as exc:
         for line in exc.lines():
-            print(f"{name}: {line}", file=sys.stderr)
+            print(f"{name}: {one_line(line)}", file=sys.stderr)
         return 1
     endpoints = [r for r in resources if isinstance(r, WorkloadEndpoint)]
     if not endpoints:

@@ -29,15 +29,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace) -> int:
     """Validate each file; print problems; return 1 if any is invalid."""
     # Imported when the command runs, not when the parser is built (keeps --help cheap).
+    from packetcapture.cli._text import one_line
     from packetcapture.model import PacketCapture
     from packetcapture.serde import load_all
 
     failed = False
     for name in args.files:
+        shown = one_line(name)  # one line per problem, whatever the file is called
         try:
             data = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
         except OSError as exc:
-            print(f"{name}: cannot read: {exc.strerror or exc}", file=sys.stderr)
+            print(f"{shown}: cannot read: {one_line(str(exc.strerror or exc))}", file=sys.stderr)
             failed = True
             continue
         try:
@@ -45,16 +47,16 @@ def run(args: argparse.Namespace) -> int:
         except ValidationError as exc:
             failed = True
             for line in exc.lines():
-                print(f"{name}: {line}")
+                print(f"{shown}: {one_line(line)}")
             continue
         if not resources:
-            print(f"{name}: no resources found")
+            print(f"{shown}: no resources found")
             failed = True
             continue
         if not args.quiet:
             captures = sum(isinstance(r, PacketCapture) for r in resources)
             endpoints = len(resources) - captures
-            print(f"{name}: ok ({_count(captures, 'capture')}, {_count(endpoints, 'endpoint')})")
+            print(f"{shown}: ok ({_count(captures, 'capture')}, {_count(endpoints, 'endpoint')})")
     return 1 if failed else 0
 
 
