@@ -15,7 +15,7 @@ from pathlib import Path
 # Only what the parsers need at import time: `packetcapture --help` stays cheap. The
 # commands import packetcapture.pcap (and shutil, tempfile, logging) when they run.
 from packetcapture._defaults import DEFAULT_CAPTURE_DIR
-from packetcapture.cli._text import one_line
+from packetcapture.cli._text import one_line, usage_error
 from packetcapture.errors import PacketCaptureError, PcapError
 
 # typing.TYPE_CHECKING without importing typing (~3 ms at start-up); type checkers know it.
@@ -220,8 +220,9 @@ def run_merge(args: argparse.Namespace) -> int:
     # No default list in the parser: "extend" would add to it.
     dirs: list[str] = args.capture_dir or [DEFAULT_CAPTURE_DIR]
     if args.node is not None and len(args.node) != len(dirs):
-        _err(f"--node names {len(args.node)} node(s) for {len(dirs)} directory(ies)")
-        return 2
+        return usage_error(
+            "merge", f"--node names {len(args.node)} node(s) for {len(dirs)} directory(ies)"
+        )
     import logging
 
     merge_logger = logging.getLogger("packetcapture.pcap._merge")

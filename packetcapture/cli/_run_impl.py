@@ -21,7 +21,7 @@ import yaml
 from packetcapture.agent import NodeAgent, effective_selector
 from packetcapture.backends.base import CaptureBackend, get_backend
 from packetcapture.bpf import compile_filters, pcap_expression
-from packetcapture.cli._text import one_line
+from packetcapture.cli._text import one_line, usage_error
 from packetcapture.clock import SystemClock
 from packetcapture.errors import PacketCaptureError, ValidationError
 from packetcapture.model import (
@@ -389,8 +389,7 @@ def run_status(args: argparse.Namespace) -> int:
     """Print a capture's status on a node, from the files and the state `run` left."""
     namespace, sep, name = args.target.partition("/")
     if not sep or not namespace or not name:
-        _err(f"{args.target!r}: expected NAMESPACE/NAME")
-        return 2
+        return usage_error("status", f"{args.target!r}: expected NAMESPACE/NAME")
     try:
         validate_part(args.node, "node")
         directory = capture_directory(args.capture_dir, namespace, name)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["one_line"]
+__all__ = ["one_line", "usage_error"]
 
 # C0 and C1 controls (newline, carriage return, escape sequences...) and the Unicode line
 # and paragraph separators, each shown as its Python escape (`\n`, `\x1b`, `\u2028`); and
@@ -20,3 +20,15 @@ def one_line(text: str) -> str:
     included, is unchanged.
     """
     return text.translate(_ESCAPES)
+
+
+def usage_error(command: str, message: str) -> int:
+    """Print a usage error found after parsing as argparse prints its own; return 2.
+
+    ``packetcapture COMMAND: error: MESSAGE (see 'packetcapture COMMAND --help')``.
+    """
+    import sys
+
+    prog = f"packetcapture {command}"
+    print(f"{prog}: error: {one_line(message)} (see '{prog} --help')", file=sys.stderr)
+    return 2

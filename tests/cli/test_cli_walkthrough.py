@@ -204,7 +204,10 @@ def test_merge_node_takes_several_names(tmp_path: Path, capsys: pytest.CaptureFi
     )
     assert code == 0, err
     code, _, err = cli([*head, "--node", "a,b,c", "-o", str(tmp_path / "m3.pcapng")], capsys)
-    assert code == 2 and "--node names 3 node(s) for 2 directory(ies)" in err
+    assert code == 2 and lines(err) == [
+        "packetcapture merge: error: --node names 3 node(s) for 2 directory(ies) "
+        "(see 'packetcapture merge --help')"
+    ]
     code, _, err = cli([*head, "--node", "a,,b", "-o", str(tmp_path / "m5.pcapng")], capsys)
     assert code == 2 and "empty node name in 'a,,b'" in err
     # --node takes one word, so NAME may follow it (as it always could).
@@ -464,3 +467,14 @@ def test_quickstart_run_prints_what_the_page_shows(
     assert yaml.safe_load(out)["status"]["files"] == yaml.safe_load(shown.group(1))
     code, out, _ = status(capsys, Path("./captures"))
     assert code == 0 and yaml.safe_load(out)["status"]["files"] == yaml.safe_load(shown.group(1))
+
+
+def test_status_target_without_namespace_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = cli(["status", "--capture-dir", str(tmp_path), "cap", "--node", "n"], capsys)
+    assert code == 2 and out == ""
+    assert lines(err) == [
+        "packetcapture status: error: 'cap': expected NAMESPACE/NAME "
+        "(see 'packetcapture status --help')"
+    ]
