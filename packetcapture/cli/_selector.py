@@ -120,7 +120,17 @@ def _endpoints(effective: Selector, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    matched = 0
     for wep in endpoints:
         if effective.evaluate(wep.selector_labels()):
+            matched += 1
             print(f"{wep.namespace}/{wep.metadata.name} {wep.spec.node} {wep.spec.interface_name}")
+    if not matched:
+        # Not an error (exit 0), but an empty output alone does not say what was checked.
+        namespaces = sorted({w.namespace for w in endpoints})
+        print(
+            f"packetcapture: no endpoint matches in namespace {one_line(args.namespace)!r} "
+            f"({len(endpoints)} read from {name}; their namespaces: {', '.join(namespaces)})",
+            file=sys.stderr,
+        )
     return 0

@@ -118,7 +118,13 @@ def test_endpoints_are_namespace_scoped(
     assert main(["selector", text, "--endpoints", str(endpoints), "--namespace", "dev"]) == 0
     assert capsys.readouterr().out == "dev/node--1-k8s-web--3-eth0 node-1 cali333\n"
     assert main(["selector", "app == 'none'", "--endpoints", str(endpoints), "-n", "prod"]) == 0
-    assert capsys.readouterr().out == ""
+    out, err = capsys.readouterr()
+    # Nothing matched: still exit 0, and stderr says what was checked (a forgotten -n shows).
+    assert out == ""
+    assert err == (
+        f"packetcapture: no endpoint matches in namespace 'prod' (4 read from {endpoints}; "
+        "their namespaces: default, dev, prod)\n"
+    )
 
 
 def test_endpoint_file_problems(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
