@@ -42,6 +42,7 @@ from packetcapture.backends.base import (
     CaptureBackend,
     Packet,
     PacketSource,
+    RawBatch,
     SourceStats,
     check_linktype,
 )
@@ -83,6 +84,8 @@ _BLOCK_PKTS = struct.Struct("<II")
 _TP3_HDR = struct.Struct("<IIIIIIHHIIH")
 # Its first seven fields: all the fast read loop needs (unpacking fewer fields is cheaper).
 _TP3_HEAD = struct.Struct("<IIIIIIH")
+# A little-endian classic pcap record header: seconds, sub-second, captured and wire length.
+_PCAP_RECORD = struct.Struct("<IIII")
 # sockaddr_ll follows the 48-byte tpacket3_hdr; sll_pkttype is its byte 10.
 _TP3_PKTTYPE_OFFSET = 48 + 10
 # struct tpacket_auxdata: tp_status, tp_len, tp_snaplen, tp_mac, tp_net, tp_vlan_tci,
@@ -291,6 +294,68 @@ class AfPacketSource(PacketSource):
                 self._block_pos, self._block_off = pos, off
         return out
 
+    def read_raw(self, max_packets: int, *, nanosecond: bool, snaplen: int) -> RawBatch | None:
+        """Read like :meth:`read`, but as the classic pcap records a writer would store.
+
+        The ring's packets become little-endian records (timestamps in nanoseconds if
+        ``nanosecond``, else microseconds) without building a tuple per packet; a packet the
+        records cannot hold as they are (a VLAN tag to put back, longer than ``snaplen`` or
+        the source's snap length) ends the raw part of the batch: ``rest`` packets are then
+        read with :meth:`read`. ``None`` (nothing consumed) without the ring, on loopback
+        (its outgoing copies are skipped one by one), after a program swap, or when the
+        first packet needs the normal path. See :meth:`PacketSource.read_raw`.
+        """
+        self._check_open()
+        if self._end_reason is not None or max_packets <= 0:
+            return b"", 0, 0
+        if self._mm is None or self._skip_outgoing or self._refilter_blocks:
+            return None
+        limit = self._limit
+        if limit is not None:
+            max_packets = min(max_packets, limit - self._delivered)
+            if max_packets <= 0:
+                self._finish("packet limit reached")
+                return b"", 0, 0
+        parts: list[bytes] = []
+        count, odd = self._read_ring_raw(max_packets, parts, nanosecond, min(snaplen, self.snaplen))
+        if odd and not count:
+            return None
+        if not count:
+            self._check_error()
+        self._delivered += count
+        if limit is not None and self._delivered >= limit and self._end_reason is None:
+            self._finish("packet limit reached")
+        return b"".join(parts), count, (max_packets - count if odd else 0)
+
+    def _read_ring_raw(
+        self, max_packets: int, parts: list[bytes], nanosecond: bool, cut: int
+    ) -> tuple[int, bool]:
+        """:meth:`_read_ring` writing records into ``parts``; return (count, stopped odd)."""
+        mm = self._mm
+        assert mm is not None
+        size = self._block_size
+        count = 0
+        while count < max_packets:
+            base = self._block_index * size
+            if not _BLOCK_STATUS.unpack_from(mm, base + 8)[0] & TP_STATUS_USER:
+                break
+            num, first = _BLOCK_PKTS.unpack_from(mm, base + 12)
+            pos = self._block_pos
+            off = self._block_off if pos else base + first
+            take = min(num - pos, max_packets - count)
+            off, took = _take_raw(mm, off, take, parts, nanosecond=nanosecond, cut=cut)
+            count += took
+            pos += took
+            if pos >= num:
+                _BLOCK_STATUS.pack_into(mm, base + 8, 0)  # give the block back to the kernel
+                self._block_index = (self._block_index + 1) % self._block_nr
+                self._block_pos = 0
+            else:
+                self._block_pos, self._block_off = pos, off
+            if took < take:
+                return count, True
+        return count, False
+
     def _take(self, mm: mmap.mmap, off: int, take: int, out: list[Packet]) -> int:
         """Append ``take`` packets of a block from ``off`` on; return the next offset.
 
@@ -414,6 +479,28 @@ class AfPacketSource(PacketSource):
             self._mm.close()
             self._mm = None
         self._sock.close()
+
+
+def _take_raw(
+    mm: mmap.mmap, off: int, take: int, parts: list[bytes], *, nanosecond: bool, cut: int
+) -> tuple[int, int]:
+    """Append up to ``take`` packets of a block as pcap records (header, data) to ``parts``.
+
+    Stops before a packet with a VLAN tag to put back or longer than ``cut``. Returns the
+    next offset and the packets taken. The raw lane's hot loop.
+    """
+    append = parts.append
+    head = _TP3_HEAD.unpack_from
+    record = _PCAP_RECORD.pack
+    for i in range(take):
+        nxt, sec, nsec, snap, wire, status, mac = head(mm, off)
+        if status & TP_STATUS_VLAN_VALID or snap > cut:
+            return off, i
+        start = off + mac
+        append(record(sec, nsec if nanosecond else nsec // 1000, snap, wire))
+        append(mm[start : start + snap])
+        off += nxt
+    return off, take
 
 
 def _add_vlan(data: bytes, wire: int, tci: int, tpid: int, status: int) -> tuple[bytes, int]:

@@ -276,3 +276,66 @@ def test_set_program_refilters_packets_already_in_the_ring() -> None:
     assert [d for _, d, _ in got] == want * 2
     assert stats.filtered == len(frames) - len(want)
     assert stats.received == 2 * len(want)
+
+
+@pytest.mark.parametrize("nanosecond", [False, True], ids=["us", "ns"])
+def test_raw_lane_writes_what_read_and_write_many_write(tmp_path: Path, nanosecond: bool) -> None:
+    """read_raw + write_raw (+ read(rest) for odd packets) == read + write_many.
+
+    Two sources on the same veth see the same frames: one drained as the agent drains a
+    raw-capable source, one the normal way. Odd frames (a VLAN tag to put back, longer than
+    the writer's snap length) send the raw lane to read(rest) in the middle of a batch.
+    Each socket stamps packets itself, so timestamps may differ by microseconds; every
+    other byte of the two files is the same.
+    """
+    from packetcapture.pcap import CaptureSettings, RotatingWriter
+
+    frames = conformance_frames()
+    tagged = frames[0][:12] + b"\x81\x00\x00\x2a" + frames[0][12:]
+    big = frames[1] + bytes(300)
+    sent = [*frames, tagged, *frames, big, *frames] * 3
+    settings = CaptureSettings(snaplen=256, nanosecond=nanosecond)
+    with veth_pair(addresses=False, ipv6=False) as p, raw_sender(p) as tx:
+        backend = AfPacketBackend(netns=p.ns_a, block_timeout_ms=10)
+        prog = BpfProgram.accept_all()
+        with (
+            backend.open(p.dev_a, prog) as raw_src,
+            backend.open(p.dev_a, prog) as plain_src,
+            RotatingWriter(tmp_path / "raw", "ns", "cap", "pod", "eth0", settings=settings) as w1,
+            RotatingWriter(tmp_path / "plain", "ns", "cap", "pod", "eth0", settings=settings) as w2,
+        ):
+            for frame in sent:
+                tx.send(frame)
+            raw_count = plain_count = raw_calls = 0
+            deadline = time.monotonic() + 5
+            while (raw_count < len(sent) or plain_count < len(sent)) and (
+                time.monotonic() < deadline
+            ):
+                time.sleep(0.02)
+                got = raw_src.read_raw(7, nanosecond=nanosecond, snaplen=w1.snaplen)
+                if got is None:
+                    packets = raw_src.read(7)
+                else:
+                    raw_calls += 1
+                    records, count, rest = got
+                    w1.write_raw(records, count, 0.0)
+                    raw_count += count
+                    packets = raw_src.read(rest) if rest else []
+                w1.write_many(packets, 0.0)
+                raw_count += len(packets)
+                more = plain_src.read(7)
+                w2.write_many(more, 0.0)
+                plain_count += len(more)
+            path1, path2 = w1.active_path, w2.active_path
+    assert raw_count == plain_count == len(sent)
+    assert raw_calls > 0
+    one, two = path1.read_bytes(), path2.read_bytes()
+    assert len(one) == len(two) and one[:24] == two[:24]
+    with PcapReader(path1) as r1, PcapReader(path2) as r2:
+        got, want = list(r1), list(r2)
+    assert [(d, w) for _, d, w in got] == [(d, w) for _, d, w in want]
+    assert [d for _, d, _ in got] == [f[:256] for f in sent]
+    assert [w for _, _, w in got] == [len(f) for f in sent]
+    assert all(abs(a[0] - b[0]) < 50_000_000 for a, b in zip(got, want, strict=True))
+    stamps = [t for t, _, _ in got]
+    assert stamps == sorted(stamps)
