@@ -193,6 +193,7 @@ class AfPacketSource(PacketSource):
         self._mm: mmap.mmap | None = None
         self._block_index = 0
         self._block_pos = 0  # packets of the current block already delivered
+        self._gone: str | None = None  # why the interface went away, once it has
         self._block_off = 0  # offset of the next packet in the current block
         self._block_size = 0
         self._block_nr = 0
@@ -244,19 +245,53 @@ class AfPacketSource(PacketSource):
         )
         if not packets:
             self._check_error()
+            if self._gone is not None:
+                packets = self._read_open_block(max_packets)
+                if not packets:
+                    self._finish(self._gone)
         return packets
 
     def _check_error(self) -> None:
         """Pick up a pending socket error: the interface went away, or a real failure."""
+        if self._gone is not None:
+            return
         code = self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if code:
             self._on_error(OSError(code, os.strerror(code)))
 
     def _on_error(self, exc: OSError) -> None:
         if interface_gone(exc):
-            self._finish(f"interface {self.interface} {self._gone_how()}")
+            # Not ended yet: the ring may still hold packets (see _read_open_block).
+            self._gone = f"interface {self.interface} {self._gone_how()}"
+            if self._mm is None:
+                self._finish(self._gone)
             return
         raise map_os_error(exc, interface=self.interface, action="read", phase="capture")
+
+    def _read_open_block(self, max_packets: int) -> list[Packet]:
+        """Return packets of the block the kernel still holds, once the interface is gone.
+
+        The kernel hands a block over when it is full or its timeout expires; an interface
+        that goes away leaves the last one open with packets in it. No packet can arrive
+        any more (the socket is unhooked from the device), so they are read in place; the
+        position is kept, so if the timeout hands the block over later nothing repeats.
+        """
+        mm = self._mm
+        if mm is None:
+            return []
+        base = self._block_index * self._block_size
+        if _BLOCK_STATUS.unpack_from(mm, base + 8)[0] & TP_STATUS_USER:
+            return []  # handed over meanwhile: the normal read takes it
+        num, first = _BLOCK_PKTS.unpack_from(mm, base + 12)
+        pos = self._block_pos
+        take = min(num - pos, max_packets)
+        if take <= 0:
+            return []
+        off = self._block_off if pos else base + first
+        out: list[Packet] = []
+        off = self._take_careful(mm, off, take, out)
+        self._block_pos, self._block_off = pos + take, off
+        return out
 
     def _gone_how(self) -> str:
         # Python names the bound interface through SIOCGIFNAME: empty once it is unregistered
@@ -322,6 +357,8 @@ class AfPacketSource(PacketSource):
             return None
         if not count:
             self._check_error()
+            if self._gone is not None:
+                return None  # read() takes what the open block holds, then ends the source
         self._delivered += count
         if limit is not None and self._delivered >= limit and self._end_reason is None:
             self._finish("packet limit reached")

@@ -334,3 +334,55 @@ def test_live_run_matches_tcpdump(pair: VethPair, tmp_path: Path) -> None:
 def read(path: Path) -> list[tuple[int, bytes, int]]:
     with PcapReader(path) as reader:
         return [(ts, data, wire) for ts, data, wire in reader]
+
+
+def test_agent_keeps_the_last_packets_of_a_removed_interface(tmp_path: Path) -> None:
+    """The pod's interface goes away right after traffic: every frame is still in the file.
+
+    The kernel has not handed the ring's last block over yet (its timeout is long here);
+    the source reads it in place, then ends.
+    """
+    import packetcapture as pc
+    from packetcapture.agent import NodeAgent
+    from packetcapture.backends import AfPacketBackend
+    from packetcapture.backends.afpacket import _in_netns
+    from packetcapture.testing import conformance_frames
+
+    frames = conformance_frames()
+    with veth_pair(addresses=False, ipv6=False) as p:
+        endpoint = pc.WorkloadEndpoint(
+            metadata=pc.ObjectMeta(name="n-k8s-pod-eth0", namespace="ns", labels={"app": "a"}),
+            spec=pc.WorkloadEndpointSpec(
+                node=NODE, orchestrator="k8s", pod="pod", endpoint="eth0", interface_name=p.dev_a
+            ),
+        )
+        capture = pc.PacketCapture(
+            metadata=pc.ObjectMeta(name="cap", namespace="ns"),
+            spec=pc.PacketCaptureSpec(selector="app == 'a'"),
+        )
+        agent = NodeAgent(
+            NODE, AfPacketBackend(netns=p.ns_a, block_timeout_ms=5000), tmp_path, retry=None
+        )
+        try:
+            agent.upsert_endpoint(endpoint)
+            agent.apply(capture)
+            agent.step(timeout=0)
+            tx = _in_netns(p.ns_b, lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0))
+            with tx:
+                tx.bind((p.dev_b, 0))
+                for frame in frames:
+                    tx.send(frame)
+            time.sleep(0.05)
+            sh("ip", "-n", p.ns_a, "link", "del", p.dev_a)
+            deadline = time.monotonic() + 3
+            while time.monotonic() < deadline:
+                agent.step(timeout=0.1)
+                (iface,) = agent.details("ns", "cap").interfaces
+                if iface.packets == len(frames):
+                    break
+            assert iface.packets == len(frames)
+        finally:
+            agent.close()
+    (path,) = (tmp_path / "ns" / "cap").glob("*.pcap")
+    with PcapReader(path) as reader:
+        assert [d for _, d, _ in reader] == frames

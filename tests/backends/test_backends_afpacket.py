@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import signal
@@ -339,3 +340,38 @@ def test_raw_lane_writes_what_read_and_write_many_write(tmp_path: Path, nanoseco
     assert all(abs(a[0] - b[0]) < 50_000_000 for a, b in zip(got, want, strict=True))
     stamps = [t for t, _, _ in got]
     assert stamps == sorted(stamps)
+
+
+@pytest.mark.parametrize("raw", [False, True], ids=["read", "read_raw"])
+def test_packets_in_the_open_block_survive_interface_removal(raw: bool) -> None:
+    """Frames still in the block the kernel has not handed over yet are delivered too.
+
+    The interface is removed straight after sending, long before the block timeout would
+    retire the block; the source then ends with the interface's fate as its reason.
+    """
+    frames = conformance_frames()
+    with veth_pair(addresses=False, ipv6=False) as p, raw_sender(p) as tx:
+        backend = AfPacketBackend(netns=p.ns_a, block_timeout_ms=5000)
+        with backend.open(p.dev_a, BpfProgram.accept_all()) as source:
+            for frame in frames:
+                tx.send(frame)
+            time.sleep(0.05)
+            sh("ip", "-n", p.ns_a, "link", "del", p.dev_a)
+            got: list[bytes] = []
+            deadline = time.monotonic() + 2
+            while not source.exhausted and time.monotonic() < deadline:
+                if raw:
+                    batch = source.read_raw(3, nanosecond=True, snaplen=262144)
+                    if batch is not None:
+                        records, _count, rest = batch
+                        with PcapReader(io.BytesIO(_PCAP_HEADER_NS + records)) as reader:
+                            got += [d for _, d, _ in reader]
+                        assert rest == 0
+                        continue
+                got += [d for _, d, _ in source.read(3)]
+            reason = source.end_reason
+    assert got == frames
+    assert reason is not None and reason.startswith(f"interface {p.dev_a} ")
+
+
+_PCAP_HEADER_NS = bytes.fromhex("4d3cb2a1020004000000000000000000ffff000001000000")
