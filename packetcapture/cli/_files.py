@@ -265,7 +265,8 @@ def _merge(args: argparse.Namespace, dirs: list[str]) -> int:
         return 1
     for path in result.damaged_files:
         print(
-            one_line(f"warning: {path} ends in a torn record; its whole packets were kept"),
+            "packetcapture: "
+            + one_line(f"warning: {path} ends in a torn record; its whole packets were kept"),
             file=sys.stderr,
         )
     where = "standard output" if args.output == "-" else args.output

@@ -85,7 +85,9 @@ def _load_inputs(args: argparse.Namespace) -> tuple[list[PacketCapture], list[Wo
 
 
 def _err(message: str) -> None:
-    print(f"packetcapture: {one_line(message)}", file=sys.stderr)
+    """Print one line to stderr: ``packetcapture: error: …`` (or ``warning: …`` as given)."""
+    kind = "" if message.startswith("warning: ") else "error: "
+    print(f"packetcapture: {kind}{one_line(message)}", file=sys.stderr)
 
 
 def _selected(capture: PacketCapture, endpoints: list[WorkloadEndpoint]) -> list[WorkloadEndpoint]:

@@ -1013,7 +1013,7 @@ def test_replay_sources_of_the_wrong_kind(
     assert code == 1 and err.rstrip().endswith(f"{TRAFFIC}: not a file")
     pcap = str(TRAFFIC / f"{IFACES[0]}.pcap")
     code, _, err = _main([*base, "--replay-dir", pcap], capsys)
-    assert code == 1 and err == f"packetcapture: --replay-dir {pcap}: not a directory\n"
+    assert code == 1 and err == f"packetcapture: error: --replay-dir {pcap}: not a directory\n"
 
 
 def test_names_that_are_not_utf8_in_a_strict_locale(tmp_path: Path) -> None:

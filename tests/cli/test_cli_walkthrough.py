@@ -97,7 +97,7 @@ def test_status_of_another_node_is_not_made_up(
     code, out, err = status(capsys, out_dir, node="node-2")
     assert (code, out) == (1, "")
     assert lines(err) == [
-        f"packetcapture: no status for node node-2 of {TARGET} under {out_dir}; "
+        f"packetcapture: error: no status for node node-2 of {TARGET} under {out_dir}; "
         "nodes with a status there: node-1"
     ]
     # Files but no node's status (a run killed before it wrote one): still no entry.
@@ -341,7 +341,9 @@ def test_merge_of_a_torn_file_warns_once(
             capsys,
         )
     assert code == 0
-    assert lines(err) == [f"warning: {pcap} ends in a torn record; its whole packets were kept"]
+    assert lines(err) == [
+        f"packetcapture: warning: {pcap} ends in a torn record; its whole packets were kept"
+    ]
     assert [r for r in caplog.records if "truncated" in r.getMessage()] == []
     assert "merged 15 packet(s)" in out
 
@@ -433,7 +435,7 @@ def test_a_misspelt_interface_name_is_refused_when_loaded(
     code, out, err = cli(["plan", str(capture), "--endpoints", str(path)], capsys)
     assert code == 1 and out == ""
     assert lines(err) == [
-        f"packetcapture: {path}: items[0].spec.interfaceNme: unknown field 'interfaceNme': "
+        f"packetcapture: error: {path}: items[0].spec.interfaceNme: unknown field 'interfaceNme': "
         "did you mean 'interfaceName'?"
     ]
 
