@@ -390,6 +390,24 @@ class PcapReader:
             and self._gen is None
         )
 
+    def _refill(self, pos: int, end: int, caplen: int, maxcap: int, done: int) -> bool:
+        """Say whether a batch loop that stopped at ``pos`` short of its goal reads on.
+
+        A record longer than ``maxcap`` is corrupt: raised at once if no record was read in
+        this call, else the good records go out first and the next call raises. At the end
+        of the file a cut record raises the same way; True means more bytes are buffered.
+        """
+        if caplen > maxcap and pos + 16 <= end:
+            if done:
+                return False
+            raise self._error(f"record captured length {caplen} exceeds the maximum {maxcap}", pos)
+        if self._fill(end - pos + 1):
+            return True
+        if self._pos < len(self._buf) and not done:
+            left = len(self._buf) - self._pos
+            raise self._truncated("record header" if left < 16 else "record data", self._pos)
+        return False
+
     def read_filtered_raw(
         self,
         max_records: int,
@@ -448,17 +466,7 @@ class PcapReader:
             done += i
             if i == todo or odd:
                 break
-            if caplen > maxcap and pos + 16 <= end:
-                if done:
-                    break  # hand out the good records first; the next call raises
-                raise self._error(
-                    f"record captured length {caplen} exceeds the maximum {maxcap}", pos
-                )
-            if not self._fill(end - pos + 1):
-                if self._pos < len(self._buf) and not done:
-                    left = len(self._buf) - self._pos
-                    what = "record header" if left < 16 else "record data"
-                    raise self._truncated(what, self._pos)
+            if not self._refill(pos, end, caplen, maxcap, done):
                 break
         if odd and not done:
             return None
@@ -589,17 +597,7 @@ class PcapReader:
             done += i
             if i == todo:
                 break
-            if caplen > maxcap and pos + 16 <= end:
-                if done:
-                    break  # hand out the good records first; the next call raises
-                raise self._error(
-                    f"record captured length {caplen} exceeds the maximum {maxcap}", pos
-                )
-            if not self._fill(end - pos + 1):
-                if self._pos < len(self._buf) and not done:
-                    left = len(self._buf) - self._pos
-                    what = "record header" if left < 16 else "record data"
-                    raise self._truncated(what, self._pos)
+            if not self._refill(pos, end, caplen, maxcap, done):
                 break
         return out, done
 

@@ -496,7 +496,7 @@ class RotatingWriter:
             total = sum(map(len, recs))
             if self._size + total <= self._max_size and len(self._buf) + total < _MAX_BUFFER:
                 if not self._buf_packets and len(recs) >= flush_packets:
-                    self._write_through(recs, total, t)  # commit + flush, fewer copies
+                    self._write_through(recs, t)  # commit + flush, fewer copies
                 else:
                     self._commit(recs, total, t)
                     if self._buf_packets >= flush_packets:
@@ -602,23 +602,9 @@ class RotatingWriter:
         self._wrote(size)
         self._buf_packets = 0
 
-    def _write_through(self, records: list[bytes], size: int, t: float) -> None:
+    def _write_through(self, records: list[bytes], t: float) -> None:
         """Like ``_commit`` then ``flush`` with an empty buffer, without copying into it."""
-        assert self._fd is not None
-        data = b"".join(records)
-        k = len(records)
-        self._buf_since = t
-        self._buf_packets = k  # what _fail() takes back if the write fails
-        self._file_packets += k
-        self._size += size
-        self.bytes_written += size
-        self.packets_written += k
-        try:
-            _write_all(self._fd, data)
-        except OSError as exc:
-            self._fail(exc, "write failed")
-        self._wrote(len(data))
-        self._buf_packets = 0
+        self._write_raw_through(b"".join(records), len(records), t)
 
     def _commit(self, records: list[bytes], size: int, t: float) -> None:
         """Append encoded records that trigger no rotation and no flush before the last."""
