@@ -345,12 +345,9 @@ class AfPacketSource(PacketSource):
             return b"", 0, 0
         if self._mm is None or self._skip_outgoing or self._refilter_blocks:
             return None
-        limit = self._limit
-        if limit is not None:
-            max_packets = min(max_packets, limit - self._delivered)
-            if max_packets <= 0:
-                self._finish("packet limit reached")
-                return b"", 0, 0
+        max_packets = self._budget(max_packets)
+        if max_packets <= 0:
+            return b"", 0, 0
         parts: list[bytes] = []
         count, odd = self._read_ring_raw(max_packets, parts, nanosecond, min(snaplen, self.snaplen))
         if odd and not count:
@@ -359,9 +356,7 @@ class AfPacketSource(PacketSource):
             self._check_error()
             if self._gone is not None:
                 return None  # read() takes what the open block holds, then ends the source
-        self._delivered += count
-        if limit is not None and self._delivered >= limit and self._end_reason is None:
-            self._finish("packet limit reached")
+        self._count_delivered(count)
         return b"".join(parts), count, (max_packets - count if odd else 0)
 
     def _read_ring_raw(

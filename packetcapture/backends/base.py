@@ -194,17 +194,28 @@ class PacketSource(abc.ABC):
             return []
         if max_packets <= 0:
             return []
-        limit = self._limit
-        if limit is not None:
-            max_packets = min(max_packets, limit - self._delivered)
-            if max_packets <= 0:
-                self._finish("packet limit reached")
-                return []
+        max_packets = self._budget(max_packets)
+        if max_packets <= 0:
+            return []
         packets = self._read(max_packets)
-        self._delivered += len(packets)
-        if limit is not None and self._delivered >= limit and self._end_reason is None:
-            self._finish("packet limit reached")
+        self._count_delivered(len(packets))
         return packets
+
+    def _budget(self, max_packets: int) -> int:
+        """Cap a read at the packet limit; 0 (the source then ended) once it is reached."""
+        limit = self._limit
+        if limit is None:
+            return max_packets
+        max_packets = min(max_packets, limit - self._delivered)
+        if max_packets <= 0:
+            self._finish("packet limit reached")
+        return max_packets
+
+    def _count_delivered(self, count: int) -> None:
+        """Count packets handed out; end the source when they reach the packet limit."""
+        self._delivered += count
+        if self._limit is not None and self._delivered >= self._limit:
+            self._finish("packet limit reached")
 
     def read_raw(self, max_packets: int, *, nanosecond: bool, snaplen: int) -> RawBatch | None:
         """Return the next packets as raw little-endian classic pcap records, if supported.

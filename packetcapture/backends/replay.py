@@ -178,12 +178,9 @@ class ReplaySource(PacketSource):
             return b"", 0, 0
         if self._speed is not None:
             return None
-        limit = self._limit
-        if limit is not None:
-            max_packets = min(max_packets, limit - self._delivered)
-            if max_packets <= 0:
-                self._finish("packet limit reached")
-                return b"", 0, 0
+        max_packets = self._budget(max_packets)
+        if max_packets <= 0:
+            return b"", 0, 0
         if self._error is not None:
             raise self._error
         parts, count, rest = self._read_raw(max_packets, nanosecond, snaplen)
@@ -192,9 +189,7 @@ class ReplaySource(PacketSource):
         if self._error is not None and not count:
             raise self._error
         self._received += count
-        self._delivered += count
-        if limit is not None and self._delivered >= limit and self._end_reason is None:
-            self._finish("packet limit reached")
+        self._count_delivered(count)
         return (parts[0] if len(parts) == 1 else b"".join(parts)), count, rest
 
     def _read_raw(
