@@ -18,9 +18,10 @@ from typing import TextIO
 import attrs
 import yaml
 
-from packetcapture.agent import NodeAgent, effective_selector
+from packetcapture.agent import NodeAgent, StatusCallback, effective_selector
 from packetcapture.backends.base import CaptureBackend, get_backend
 from packetcapture.bpf import compile_filters, pcap_expression
+from packetcapture.cli._lock import BusyError, holder, lock_capture_dir
 from packetcapture.cli._text import one_line, usage_error
 from packetcapture.clock import SystemClock
 from packetcapture.errors import PacketCaptureError, ValidationError
@@ -169,7 +170,6 @@ def run_run(args: argparse.Namespace) -> int:
 
     stop = threading.Event()
     progress = _Progress(sys.stderr, args.progress)
-    replay = not args.live
 
     def on_status(namespace: str, name: str, status: PacketCaptureStatus) -> None:
         entry = status.files[0]
@@ -183,6 +183,40 @@ def run_run(args: argparse.Namespace) -> int:
             )
 
     previous = _install_sigint(stop)
+    locks = _lock_all(args, captures, stop)
+    if locks is None:
+        _restore_sigint(previous)
+        return 1
+    try:
+        return _run_agent(
+            args,
+            mine=mine,
+            captures=captures,
+            backend=backend,
+            settings=settings,
+            stop=stop,
+            progress=progress,
+            on_status=on_status,
+        )
+    finally:
+        _restore_sigint(previous)
+        for fd in locks:
+            os.close(fd)  # releases the lock
+
+
+def _run_agent(
+    args: argparse.Namespace,
+    *,
+    mine: list[WorkloadEndpoint],
+    captures: list[PacketCapture],
+    backend: CaptureBackend,
+    settings: CaptureSettings,
+    stop: threading.Event,
+    progress: _Progress,
+    on_status: StatusCallback,
+) -> int:
+    """Run the agent until a stop condition; print the final status (run_run's body)."""
+    replay = not args.live
     try:
         agent = NodeAgent(
             args.node,
@@ -197,7 +231,6 @@ def run_run(args: argparse.Namespace) -> int:
         )
     except (PacketCaptureError, OSError) as exc:
         _err(str(exc))
-        _restore_sigint(previous)
         return 1
     try:
         for capture in captures:
@@ -224,11 +257,37 @@ def run_run(args: argparse.Namespace) -> int:
         _err(str(exc))
         _final_status(args, agent)
         return 1
-    finally:
-        _restore_sigint(previous)
     agent.close()
     progress.clear()
     return _final_status(args, agent)
+
+
+def _lock_all(
+    args: argparse.Namespace, captures: list[PacketCapture], stop: threading.Event
+) -> list[int] | None:
+    """Lock every capture's directory (see :mod:`._lock`); None when refused (said)."""
+    locks: list[int] = []
+    for capture in captures:
+        try:
+            locks.append(
+                lock_capture_dir(args.capture_dir, *capture.key, wait=args.wait, stop=stop)
+            )
+        except (BusyError, PacketCaptureError, OSError) as exc:
+            for fd in locks:
+                os.close(fd)
+            where = args.capture_dir / capture.namespace / capture.name
+            if isinstance(exc, BusyError):
+                pid = f"pid {exc.pid}" if exc.pid else "pid unknown"
+                _err(
+                    f"{where}: in use by another packetcapture run ({pid}); two runs on one "
+                    "capture directory would take each other's files: wait for it to end, "
+                    "or pass --wait"
+                )
+            else:
+                strerror = exc.strerror if isinstance(exc, OSError) else None
+                _err(f"{where}: cannot lock: {strerror or exc}")
+            return None
+    return locks
 
 
 def _backend(args: argparse.Namespace) -> CaptureBackend:
@@ -478,7 +537,18 @@ def run_status(args: argparse.Namespace) -> int:
         entry = attrs.evolve(entry, file_names=tuple(mine))
     entry = attrs.evolve(entry, state=state)
     sys.stdout.write(yaml.safe_dump({"status": {"files": [to_dict_entry(entry)]}}, sort_keys=False))
+    if state in _RUNNING and holder(directory) is None:
+        # Only a live run holds the directory's lock: this one ended without saving its
+        # last state (killed, or a disk it could not write to).
+        _err(
+            f"warning: {state_path} says {state} but no run holds {directory}: the run "
+            "that wrote it ended without saving its last state"
+        )
+        return 1
     return 0
+
+
+_RUNNING = (CaptureState.SCHEDULED, CaptureState.WAITING_FOR_TRAFFIC, CaptureState.CAPTURING)
 
 
 def _status_nodes(directory: Path) -> list[str]:
