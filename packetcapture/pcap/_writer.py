@@ -710,6 +710,11 @@ class RotatingWriter:
         try:
             if self._fd is not None and self._failed is None:
                 self.sync()
+                if os.fstat(self._fd).st_nlink == 0:  # its directory was removed meanwhile
+                    gone = OSError(errno.ENOENT, os.strerror(errno.ENOENT))
+                    raise PcapError(
+                        f"capture file removed: {gone.strerror}", path=str(self.active_path)
+                    ) from gone
         finally:
             if self._fd is not None:
                 os.close(self._fd)
