@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as _dt
+import hashlib
 import logging
 import os
 import signal
@@ -48,6 +49,21 @@ __all__ = ["run_plan", "run_run", "run_status", "to_dict_entry"]
 logger = logging.getLogger("packetcapture.cli")
 
 STATUS_FILE = ".status-{node}.yaml"
+# A file name holds 255 bytes; the temporary copy adds ".{pid}.tmp" (at most 12 more).
+_MAX_STATUS_NAME = 255 - 12
+
+
+def status_file_name(node: str) -> str:
+    """Return the name of a node's status file: ``.status-{node}.yaml``.
+
+    A node name too long for a file name (Kubernetes allows 253 characters) keeps its first
+    characters and gets a hash of the whole name, so the name stays unique and bounded.
+    """
+    name = STATUS_FILE.format(node=node)
+    if len(name.encode()) <= _MAX_STATUS_NAME:
+        return name
+    digest = hashlib.sha256(node.encode()).hexdigest()[:16]
+    return STATUS_FILE.format(node=f"{node[:200]}~{digest}")
 
 
 # --- loading ----------------------------------------------------------------------------
@@ -327,9 +343,11 @@ def _final_status(args: argparse.Namespace, agent: NodeAgent) -> int:
                 reason = iface.error.removeprefix(f"{iface.interface}: ")
                 _err(f"{capture.namespace}/{capture.name} {iface.interface}: {reason}")
             print(
-                f"{capture.namespace}/{capture.name} {iface.endpoint} {iface.interface}: "
-                f"{iface.packets} packets, {iface.bytes} bytes, {iface.dropped} dropped, "
-                f"{iface.filtered} filtered",
+                one_line(
+                    f"{capture.namespace}/{capture.name} {iface.endpoint} {iface.interface}: "
+                    f"{iface.packets} packets, {iface.bytes} bytes, {iface.dropped} dropped, "
+                    f"{iface.filtered} filtered"
+                ),
                 file=sys.stderr,
             )
         documents.append(attrs.evolve(capture, status=status))
@@ -359,7 +377,7 @@ def _save_state(
     one is removed, so that it never claims a state the capture has left, and a warning
     says so. Returns False when the file could not be written.
     """
-    path = capture_dir / namespace / name / STATUS_FILE.format(node=node)
+    path = capture_dir / namespace / name / status_file_name(node)
     text = yaml.safe_dump(to_dict_entry(entry), sort_keys=False).encode()
     try:
         validate_part(node, "node")
@@ -515,7 +533,7 @@ def run_status(args: argparse.Namespace) -> int:
     if not directory.is_dir():
         _err(f"no capture {namespace}/{name} under {args.capture_dir}")
         return 1
-    state_path = directory / STATUS_FILE.format(node=args.node)
+    state_path = directory / status_file_name(args.node)
     if not state_path.is_file():
         # The directory holds one node's files; without this node's status file they may
         # be another node's, so nothing is shown as this node's.

@@ -332,3 +332,48 @@ def test_two_runs_on_one_directory(tmp_path: Path) -> None:
         first.communicate()
     assert first.returncode == 0
     os.stat(tmp_path / "c" / NS / NAME / ".packetcapture.lock")
+
+
+def test_long_node_name_gets_a_bounded_status_file(tmp_path: Path) -> None:
+    """A 250-character node name: the status file name is cut and hashed, and `status` finds it."""
+    from packetcapture.cli._run_impl import status_file_name
+
+    node = "n" * 250
+    names = {status_file_name(node), status_file_name(node[:-1] + "m")}
+    assert len(names) == 2 and all(len(n) <= 243 for n in names)
+    assert status_file_name("node-1") == ".status-node-1.yaml"
+    endpoints = tmp_path / "endpoints.yaml"
+    text = (EXAMPLES / "endpoints.yaml").read_text()
+    endpoints.write_text(text.replace("node: node-1", f"node: {node}"))
+    replay = write_pcap(tmp_path / "small.pcap", 5, 0.0)
+    done = cli(
+        "run",
+        EXAMPLES / "sample-capture.yaml",
+        "--endpoints",
+        endpoints,
+        "--node",
+        node,
+        "--capture-dir",
+        tmp_path / "c",
+        "--replay",
+        f"{IFACE}={replay}",
+    )
+    assert done.returncode == 0, done.stderr
+    assert "warning" not in done.stderr
+    assert (tmp_path / "c" / NS / NAME / status_file_name(node)).is_file()
+    shown = cli("status", f"{NS}/{NAME}", "--capture-dir", tmp_path / "c", "--node", node)
+    assert shown.returncode == 0, shown.stderr
+    assert yaml.safe_load(shown.stdout)["status"]["files"][0]["state"] == "Finished"
+
+
+def test_log_lines_stay_one_line(tmp_path: Path) -> None:
+    """A control character in a logged name does not split the CLI's stderr lines."""
+    script = (
+        "import logging, sys; from packetcapture.cli import main; "
+        f"main(['status', 'ns/x', '--capture-dir', {str(tmp_path)!r}, '--node', 'n']); "
+        "logging.getLogger('packetcapture.test').warning('interface %s failed', 'ca\\nli\\x1b')"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False
+    )
+    assert "WARNING packetcapture.test: interface ca\\nli\\x1b failed" in done.stderr.splitlines()
