@@ -13,6 +13,7 @@ none when the entry has not changed since the last write.
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import logging
 import threading
@@ -99,6 +100,10 @@ class StatusWriter:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._backoff = Backoff(initial=0.2, maximum=10.0)
+        self._events: list[tuple[str, str, str]] = []
+        #: ``kubernetes.client.CoreV1Api`` for Events (none: reasons are only logged).
+        self.core_api: Any = None
+        self.events_posted = 0
 
     # -- inputs ----------------------------------------------------------------------------
 
@@ -120,6 +125,16 @@ class StatusWriter:
             self._pending.pop(key, None)
             self._written.pop(key, None)
             self._due.pop(key, None)
+
+    def post_event(self, namespace: str, name: str, reason: str) -> None:
+        """Queue a ``Warning`` Event on the capture saying why this node is in ``Error``.
+
+        Calico's status has no field for a reason; ``kubectl describe packetcapture`` shows
+        Events. Posting is best effort (a missing RBAC rule only costs the Event).
+        """
+        with self._lock:
+            self._events.append((namespace, name, reason))
+            self._lock.notify_all()
 
     def pending(self) -> int:
         """Return how many captures have an entry waiting to be written."""
@@ -163,6 +178,7 @@ class StatusWriter:
 
     def write_due(self, *, ignore_interval: bool = False) -> float:
         """Write every pending entry whose interval has passed; return seconds to the next."""
+        self._post_events()
         now = self.clock()
         with self._lock:
             due = [k for k in self._pending if ignore_interval or self._due.get(k, 0.0) <= now]
@@ -199,6 +215,41 @@ class StatusWriter:
                 soonest = min(self._due.get(k, 0.0) for k in self._pending) - self.clock()
                 next_wait = min(next_wait, max(soonest, 0.01))
         return next_wait
+
+    def _post_events(self) -> None:
+        with self._lock:
+            events, self._events = self._events, []
+        if self.core_api is None:
+            return
+        for namespace, name, reason in events:
+            stamp = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            body = {
+                "apiVersion": "v1",
+                "kind": "Event",
+                "metadata": {"generateName": f"{name}.", "namespace": namespace},
+                "involvedObject": {
+                    "apiVersion": self.resource.api_version,
+                    "kind": "PacketCapture",
+                    "name": name,
+                    "namespace": namespace,
+                },
+                "reason": "CaptureError",
+                "message": f"node {self.node}: {reason}"[:1024],
+                "type": "Warning",
+                "source": {"component": "packetcapture-node", "host": self.node},
+                "reportingComponent": "packetcapture-node",
+                "reportingInstance": self.node,
+                "firstTimestamp": stamp,
+                "lastTimestamp": stamp,
+                "count": 1,
+            }
+            try:
+                self.core_api.create_namespaced_event(
+                    namespace, body, _preload_content=False, _request_timeout=self.request_timeout
+                )
+                self.events_posted += 1
+            except Exception as exc:
+                logger.debug("event on %s/%s not posted: %s", namespace, name, _describe(exc))
 
     # -- the read-modify-write -------------------------------------------------------------
 
