@@ -243,8 +243,13 @@ class KubeNodeAgent:
             ", dry run" if self.dry_run else "",
         )
 
-    def run(self, stop: threading.Event, *, step_seconds: float = 0.5) -> None:
-        """Start, run the capture loop until ``stop`` is set, then :meth:`shutdown`."""
+    def run(
+        self, stop: threading.Event, *, step_seconds: float = 0.5, shutdown_seconds: float = 20.0
+    ) -> bool:
+        """Start, run the capture loop until ``stop`` is set, then :meth:`shutdown`.
+
+        Returns what :meth:`shutdown` returns (True when the final status was written).
+        """
         self.start()
         try:
             while not stop.is_set():
@@ -253,9 +258,14 @@ class KubeNodeAgent:
                 except PacketCaptureError as exc:
                     logger.error("capture loop: %s", exc)
                     stop.wait(step_seconds)
-                self._heartbeat = time.monotonic()
+                self.heartbeat()
         finally:
-            self.shutdown()
+            written = self.shutdown(timeout=shutdown_seconds)
+        return written
+
+    def heartbeat(self) -> None:
+        """Note that the capture loop turned (liveness)."""
+        self._heartbeat = time.monotonic()
 
     def shutdown(self, timeout: float = 20.0) -> bool:
         """Stop watching, stop every capture (files flushed) and write the final status.
