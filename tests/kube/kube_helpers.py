@@ -61,9 +61,7 @@ def pod(
     }
 
 
-def capture(
-    namespace: str, name: str, selector: str = "all()", **spec: Any
-) -> dict[str, Any]:
+def capture(namespace: str, name: str, selector: str = "all()", **spec: Any) -> dict[str, Any]:
     return {
         "apiVersion": "projectcalico.org/v3",
         "kind": "PacketCapture",

@@ -14,7 +14,9 @@ pytest.importorskip("kubernetes")
 from packetcapture.kube import interface_name  # noqa: E402
 
 
-def test_capture_selected_pods_on_this_node_only(emulator: Any, api_client: Any, tmp_path: Path) -> None:
+def test_capture_selected_pods_on_this_node_only(
+    emulator: Any, api_client: Any, tmp_path: Path
+) -> None:
     emulator.create(pod("web", "a", "node-1", {"app": "web"}))
     emulator.create(pod("web", "b", "node-1", {"app": "db"}))
     emulator.create(pod("web", "c", "node-2", {"app": "web"}))
