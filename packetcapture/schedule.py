@@ -24,7 +24,7 @@ from __future__ import annotations
 import datetime as _dt
 import enum
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import MappingProxyType
 from typing import Final, TypeAlias
 
@@ -468,6 +468,67 @@ def aggregate_state(
     return _S if scheduled else _F
 
 
+class _Tally:
+    """How many interfaces count for each rule of :func:`aggregate_state`, kept up to date."""
+
+    __slots__ = ("captured", "error", "scheduled", "total", "waiting")
+
+    def __init__(self) -> None:
+        self.total = self.error = self.captured = self.waiting = self.scheduled = 0
+
+    def count(self, status: InterfaceStatus | None, sign: int) -> None:
+        """Add (``sign`` 1) or take away (-1) one interface's status."""
+        if status is None:
+            return
+        self.total += sign
+        state = status.state
+        if state is _E:
+            self.error += sign
+        elif state is _C or state is _W:
+            if status.captured:
+                self.captured += sign
+            if state is _W:
+                self.waiting += sign
+        elif state is _S:
+            self.scheduled += sign
+
+    def state(self, when_empty: CaptureState) -> CaptureState:
+        """Return the node state :func:`aggregate_state` gives for the interfaces counted."""
+        if not self.total:
+            return when_empty
+        if self.error:
+            return _E
+        if self.captured:
+            return _C
+        if self.waiting:
+            return _W
+        return _S if self.scheduled else _F
+
+
+class _States(Mapping[str, CaptureState]):
+    """Every interface's state, read from a committed (never changed) status dict."""
+
+    __slots__ = ("_ifaces",)
+
+    def __init__(self, ifaces: Mapping[str, InterfaceStatus]) -> None:
+        self._ifaces = ifaces
+
+    def __getitem__(self, name: str) -> CaptureState:
+        return self._ifaces[name].state
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._ifaces))
+
+    def __len__(self) -> int:
+        return len(self._ifaces)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._ifaces
+
+    def __repr__(self) -> str:
+        return repr(dict(self.items()))
+
+
 # --------------------------------------------------------------------------------------------
 # Results.
 
@@ -517,6 +578,9 @@ class _Txn:
         self.phase = schedule._phase
         self.stopped = schedule._stopped
         self.retry = schedule._retry
+        self.retrying = schedule._retrying
+        # A copy (one C-level dict copy, no Python work per interface): results keep
+        # snapshots of the committed dicts, so those are never changed in place.
         self.ifaces = dict(schedule._ifaces)
         self.transitions: list[Transition] = []
         self.actions: list[Action] = []
@@ -573,10 +637,11 @@ class _Txn:
             # Time only moves forward, so the phase only moves BEFORE -> ACTIVE -> AFTER; a jump
             # over the whole window goes straight to AFTER without starting anything.
             self.fire_all(Event.WINDOW_CLOSES if phase is Phase.AFTER else Event.WINDOW_OPENS)
-        if phase is Phase.ACTIVE:
-            for name in sorted(self.ifaces):
-                status = self.ifaces[name]
-                if status.state is _E and status.retry_at and status.retry_at <= self.now:
+        if phase is Phase.ACTIVE and self.retrying:
+            # Only the interfaces waiting for a retry: no pass over all of them per input.
+            for name in sorted(n for n, at in self.retrying.items() if at <= self.now):
+                status = self.ifaces.get(name)
+                if status is not None and status.state is _E and status.retry_at:
                     self.fire(name, Event.RETRY_DUE)
 
 
@@ -626,6 +691,11 @@ class CaptureSchedule:
         self._start, self._end = _times(start_time, end_time)
         self._retry = retry
         self._ifaces: dict[str, InterfaceStatus] = {}
+        # Kept up to date at each commit from the interfaces that changed, so that an input
+        # costs the same with 10 or 50,000 interfaces: the retry time of each interface in
+        # Error, and how many interfaces count for each rule of aggregate_state.
+        self._retrying: dict[str, _dt.datetime] = {}
+        self._tally = _Tally()
         self._now: _dt.datetime | None = None
         self._phase: Phase | None = None
         self._stopped = False
@@ -863,6 +933,18 @@ class CaptureSchedule:
         return self._commit(txn)
 
     def _commit(self, txn: _Txn) -> ScheduleResult:
+        before = self._ifaces
+        if txn.transitions:
+            retrying = dict(self._retrying) if self._retrying else {}
+            for name in {t.interface for t in txn.transitions}:
+                old, new = before.get(name), txn.ifaces.get(name)
+                self._tally.count(old, -1)
+                self._tally.count(new, 1)
+                if new is not None and new.state is _E and new.retry_at is not None:
+                    retrying[name] = new.retry_at
+                else:
+                    retrying.pop(name, None)
+            self._retrying = retrying
         self._now = txn.now
         self._start, self._end = txn.start, txn.end
         self._phase = txn.phase
@@ -870,9 +952,9 @@ class CaptureSchedule:
         self._ifaces = txn.ifaces
         self._deadline = self._compute_deadline()
         old_node = self._node_state
-        self._node_state = aggregate_state(self._ifaces.values(), when_empty=self._empty_state())
+        self._node_state = self._tally.state(self._empty_state())
         changed = self._node_state is not old_node
-        states = MappingProxyType(self.states())  # one snapshot serves both results
+        states = _States(self._ifaces)  # one snapshot serves both results
         self._idle = self._result((), (), False, states=states)
         if not (txn.transitions or changed or txn.stale):
             return self._idle
@@ -892,7 +974,7 @@ class CaptureSchedule:
         return ScheduleResult(
             actions=actions,
             transitions=transitions,
-            states=MappingProxyType(self.states()) if states is None else states,
+            states=_States(self._ifaces) if states is None else states,
             node_state=self._node_state,
             node_state_changed=changed,
             next_deadline=self._deadline,
@@ -913,7 +995,7 @@ class CaptureSchedule:
             candidates.append(self._start)
         if self._end is not None:
             candidates.append(self._end)
-        candidates.extend(s.retry_at for s in self._ifaces.values() if s.retry_at is not None)
+        candidates.extend(self._retrying.values())
         return min(candidates) if candidates else None
 
     def __repr__(self) -> str:
