@@ -263,6 +263,10 @@ def _run_agent(
                 timeout = min(timeout, left)
             agent.step(timeout=timeout)
             progress.show(agent)
+            # Live: an interface that went down or away restarts when it is back up, so
+            # the run waits for it (Calico's lifecycle) until endTime, --duration or Ctrl-C.
+            if args.live and _relink(agent):
+                continue
             if agent.idle():
                 break
     except PacketCaptureError as exc:
@@ -276,6 +280,18 @@ def _run_agent(
     agent.close()
     progress.clear()
     return _final_status(args, agent)
+
+
+def _relink(agent: NodeAgent) -> bool:
+    """Restart the captures of interfaces back up; return whether some are still down."""
+    from packetcapture.backends.afpacket import link_up
+
+    down = agent.interfaces_down()
+    for iface in down:
+        if link_up(iface):
+            logger.info("%s is up again: capturing again", iface)
+            agent.set_interface_up(iface, True)
+    return bool(agent.interfaces_down())
 
 
 def _lock_all(
@@ -346,7 +362,7 @@ def _final_status(args: argparse.Namespace, agent: NodeAgent) -> int:
                 one_line(
                     f"{capture.namespace}/{capture.name} {iface.endpoint} {iface.interface}: "
                     f"{iface.packets} packets, {iface.bytes} bytes, {iface.dropped} dropped, "
-                    f"{iface.filtered} filtered"
+                    f"{iface.filtered} filtered" + (f" ({iface.reason})" if iface.reason else "")
                 ),
                 file=sys.stderr,
             )
