@@ -249,9 +249,14 @@ def _run_agent(
         _err(str(exc))
         return 1
     try:
+        # Ctrl-C / SIGTERM during set-up (thousands of endpoints) stop it at once.
         for capture in captures:
+            if stop.is_set():
+                break
             agent.apply(capture)
         for endpoint in mine:
+            if stop.is_set():
+                break
             agent.upsert_endpoint(endpoint)
         deadline = time.monotonic() + args.duration if args.duration else None
         while not stop.is_set():

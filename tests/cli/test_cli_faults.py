@@ -377,3 +377,60 @@ def test_log_lines_stay_one_line(tmp_path: Path) -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, check=False
     )
     assert "WARNING packetcapture.test: interface ca\\nli\\x1b failed" in done.stderr.splitlines()
+
+
+def test_sigterm_during_set_up_stops_it(tmp_path: Path) -> None:
+    """Thousands of endpoints: SIGTERM while the agent sets them up ends the run there."""
+    import json
+    import signal
+
+    count = 6000
+    items = [
+        {
+            "apiVersion": "projectcalico.org/v3",
+            "kind": "WorkloadEndpoint",
+            "metadata": {
+                "name": f"{NODE}-k8s-p{i}-eth0",
+                "namespace": NS,
+                "labels": {"k8s-app": "sample-app"},
+            },
+            "spec": {
+                "node": NODE,
+                "orchestrator": "k8s",
+                "pod": f"p{i}",
+                "endpoint": "eth0",
+                "interfaceName": f"cali{i}",
+            },
+        }
+        for i in range(count)
+    ]
+    endpoints = tmp_path / "endpoints.yaml"
+    endpoints.write_text(json.dumps({"kind": "WorkloadEndpointList", "items": items}))
+    (tmp_path / "replays").mkdir()
+    cmd = [
+        sys.executable,
+        "-m",
+        "packetcapture",
+        "run",
+        str(EXAMPLES / "sample-capture.yaml"),
+        "--endpoints",
+        str(endpoints),
+        "--node",
+        NODE,
+        "--capture-dir",
+        str(tmp_path / "c"),
+        "--replay-dir",
+        str(tmp_path / "replays"),
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lock = tmp_path / "c" / NS / NAME / ".packetcapture.lock"
+    deadline = time.monotonic() + 60
+    while not lock.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    time.sleep(0.3)  # into the set-up
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert "Traceback" not in err
+    counters = [line for line in err.splitlines() if " packets, " in line]
+    assert 0 < len(counters) < count, len(counters)  # stopped part of the way
+    assert yaml.safe_load(out)["status"]["files"][0]["node"] == NODE
