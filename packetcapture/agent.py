@@ -723,7 +723,15 @@ class NodeAgent:
     # -- internals: status --------------------------------------------------------------
 
     def _file_entry(self, run: _Run) -> PacketCaptureFile:
-        listed = list_capture_files(self.capture_dir, *run.key, self.node_name)
+        try:
+            listed = list_capture_files(self.capture_dir, *run.key, self.node_name)
+        except PcapError as exc:
+            # Someone swapped the directory for a symlink (or made it unreadable): the
+            # run goes on, its status lists no file rather than one read through a symlink.
+            logger.warning("capture %s/%s: cannot list its files: %s", *run.key, exc)
+            listed = PacketCaptureFile(
+                directory=os.fspath(self.capture_dir), file_names=(), node=self.node_name
+            )
         return attrs.evolve(listed, state=run.schedule.node_state())
 
     def _report(self) -> None:

@@ -144,26 +144,9 @@ def _namespaces(args: argparse.Namespace) -> list[str] | None:
     return [args.namespace]
 
 
-def _copy_file(src: Path, dest_dir: Path) -> None:
-    # Write a temporary file and rename it, so a symlink planted at the destination is
-    # replaced rather than followed.
-    import shutil
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(prefix=".pcap-copy-", dir=dest_dir)
-    try:
-        with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
-            shutil.copyfileobj(inp, out, 1 << 20)
-        shutil.copystat(src, tmp)
-        os.replace(tmp, dest_dir / src.name)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def run_copy(args: argparse.Namespace) -> int:
     """Copy capture files; exit 0 if at least one namespace's files were copied."""
-    from packetcapture.pcap import capture_directory, capture_file_names
+    from packetcapture.pcap import capture_file_names, copy_capture_files
 
     namespaces = _namespaces(args)
     if namespaces is None:
@@ -172,15 +155,14 @@ def run_copy(args: argparse.Namespace) -> int:
     copied_any = False
     for ns in namespaces:
         try:
-            src = capture_directory(args.capture_dir, ns, args.name)
             names = capture_file_names(args.capture_dir, ns, args.name)
             if not names:
                 errors.append(f"no files for capture {ns}/{args.name} in {args.capture_dir}")
                 continue
             dest = Path(args.dest) / ns if args.all_namespaces else Path(args.dest)
             dest.mkdir(parents=True, exist_ok=True)
-            for fname in names:
-                _copy_file(src / fname, dest)
+            # Read through the capture directory's descriptor, never by path (symlinks).
+            names = copy_capture_files(args.capture_dir, ns, args.name, dest)
             print(one_line(f"copied {len(names)} file(s) of {ns}/{args.name} to {dest}"))
             copied_any = True
         except (PacketCaptureError, OSError) as exc:

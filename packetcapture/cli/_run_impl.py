@@ -40,7 +40,7 @@ from packetcapture.pcap import (
 from packetcapture.pcap._layout import open_capture_dir, validate_part
 from packetcapture.schedule import DEFAULT_RETRY
 from packetcapture.selector import parse
-from packetcapture.serde import dumps, load_all, to_dict
+from packetcapture.serde import MAX_DOCUMENT_BYTES, dumps, load_all, parse_data, to_dict
 
 __all__ = ["run_plan", "run_run", "run_status", "to_dict_entry"]
 
@@ -427,13 +427,24 @@ def run_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _open_capture_dir_of(directory: Path) -> int:
+    """Open ``{capture_dir}/{namespace}/{name}`` given as one path, through descriptors."""
+    return open_capture_dir(directory.parent.parent, directory.parent.name, directory.name)
+
+
 def _status_nodes(directory: Path) -> list[str]:
     """Return the nodes that left a status file in a capture directory, sorted."""
     prefix, suffix = STATUS_FILE.split("{node}")
     try:
-        names = os.listdir(directory)
+        fd = _open_capture_dir_of(directory)
+    except (OSError, PacketCaptureError):
+        return []
+    try:
+        names = os.listdir(fd)
     except OSError:
         return []
+    finally:
+        os.close(fd)
     return sorted(
         n[len(prefix) : -len(suffix)]
         for n in names
@@ -453,24 +464,23 @@ def _read_state(path: Path) -> tuple[CaptureState | None, set[str | None] | None
     On a problem: None, None and a one-line reason the file is unusable.
     """
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)  # as the layout code: no symlinks
+        # As the layout code: through the capture directory's descriptor, no symlinks.
+        dir_fd = _open_capture_dir_of(path.parent)
+        try:
+            fd = os.open(path.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
+        finally:
+            os.close(dir_fd)
         with os.fdopen(fd, "rb") as f:
-            # libyaml, when there, refuses deep nesting at once; PyYAML's own parser recurses.
-            saved = yaml.load(
-                f.read().decode(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-            )
-    except OSError as exc:
-        return None, None, f"cannot read: {exc.strerror or exc}"
-    except UnicodeDecodeError:
-        return None, None, "unreadable status (not UTF-8 text)"
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        return None, None, f"unreadable status (invalid YAML: {exc.problem or exc.context}{at})"
-    except yaml.YAMLError as exc:
-        return None, None, f"unreadable status (invalid YAML: {' '.join(str(exc).split())})"
-    except RecursionError:  # PyYAML's composer recurses once per nesting level
-        return None, None, "unreadable status (nested too deeply)"
+            # Read one byte more than allowed, so parse_data sees an oversized file as such.
+            data = f.read(MAX_DOCUMENT_BYTES + 1)
+    except (OSError, PacketCaptureError) as exc:
+        return None, None, f"cannot read: {getattr(exc, 'strerror', None) or exc}"
+    try:
+        # The limits of every other YAML input: size, nesting, aliases, duplicate keys.
+        docs = parse_data(data)
+    except ValidationError as exc:
+        return None, None, f"unreadable status ({one_line(str(exc))})"
+    saved = docs[0] if len(docs) == 1 else None
     if not isinstance(saved, dict) or "state" not in saved:
         return None, None, "unreadable status (no state in it)"
     try:
@@ -480,7 +490,9 @@ def _read_state(path: Path) -> tuple[CaptureState | None, set[str | None] | None
     names = saved.get("fileNames") or []
     if not isinstance(names, list):
         return None, None, "unreadable status (fileNames is not a list)"
-    return state, {_base_of(str(n)) for n in names}, None
+    if not all(isinstance(n, str) for n in names):
+        return None, None, "unreadable status (fileNames holds something other than names)"
+    return state, {_base_of(n) for n in names}, None
 
 
 # --- plan -------------------------------------------------------------------------------
