@@ -624,9 +624,12 @@ class NodeAgent:
             except PcapError as exc:
                 logger.warning("closing %s: %s", writer.active_path, exc)
         if not keep_files:
-            remove_capture_files(
-                self.capture_dir, *run.key, pod=session.pod, interface=session.interface
-            )
+            try:
+                remove_capture_files(
+                    self.capture_dir, *run.key, pod=session.pod, interface=session.interface
+                )
+            except PcapError as exc:  # e.g. the directory was swapped for a symlink
+                logger.warning("capture %s/%s: cannot delete its files: %s", *run.key, exc)
             session.packets = session.bytes = session.deleted = 0
         run.dirty = True
 

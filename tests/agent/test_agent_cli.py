@@ -352,7 +352,8 @@ def test_replay_corrupt_file_keeps_earlier_packets(
 ) -> None:
     good = (EXAMPLES / "traffic" / "cali1a2b3c4d5e6.pcap").read_bytes()
     corrupt = tmp_path / "corrupt.pcap"
-    corrupt.write_bytes(good + b"\x00" * 7)  # a truncated record header at the end
+    # A record no capture can hold (300000 > libpcap's 262144 bytes): corrupt, not torn.
+    corrupt.write_bytes(good + bytes(8) + (300_000).to_bytes(4, "little") + bytes(4) + b"x" * 9)
     cap = write_capture(tmp_path / "cap.yaml", selector='k8s-app == "sample-app"')
     code, out, err = run_node1(
         capsys,
