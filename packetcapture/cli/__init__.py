@@ -96,6 +96,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    from packetcapture.cli._text import one_line
+
+    class OneLine(logging.Formatter):
+        """A record on one line: an interface or file name may hold control characters."""
+
+        def format(self, record: logging.LogRecord) -> str:
+            return one_line(super().format(record))
+
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(OneLine("%(levelname)s %(name)s: %(message)s"))
     func = getattr(args, "func", None)
     if func is None:
         parser.print_help(sys.stderr)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as _dt
+import hashlib
 import logging
 import os
 import signal
@@ -18,9 +19,10 @@ from typing import TextIO
 import attrs
 import yaml
 
-from packetcapture.agent import NodeAgent, effective_selector
+from packetcapture.agent import NodeAgent, StatusCallback, effective_selector
 from packetcapture.backends.base import CaptureBackend, get_backend
 from packetcapture.bpf import compile_filters, pcap_expression
+from packetcapture.cli._lock import BusyError, holder, lock_capture_dir
 from packetcapture.cli._text import one_line, usage_error
 from packetcapture.clock import SystemClock
 from packetcapture.errors import PacketCaptureError, ValidationError
@@ -47,6 +49,21 @@ __all__ = ["run_plan", "run_run", "run_status", "to_dict_entry"]
 logger = logging.getLogger("packetcapture.cli")
 
 STATUS_FILE = ".status-{node}.yaml"
+# A file name holds 255 bytes; the temporary copy adds ".{pid}.tmp" (at most 12 more).
+_MAX_STATUS_NAME = 255 - 12
+
+
+def status_file_name(node: str) -> str:
+    """Return the name of a node's status file: ``.status-{node}.yaml``.
+
+    A node name too long for a file name (Kubernetes allows 253 characters) keeps its first
+    characters and gets a hash of the whole name, so the name stays unique and bounded.
+    """
+    name = STATUS_FILE.format(node=node)
+    if len(name.encode()) <= _MAX_STATUS_NAME:
+        return name
+    digest = hashlib.sha256(node.encode()).hexdigest()[:16]
+    return STATUS_FILE.format(node=f"{node[:200]}~{digest}")
 
 
 # --- loading ----------------------------------------------------------------------------
@@ -169,7 +186,6 @@ def run_run(args: argparse.Namespace) -> int:
 
     stop = threading.Event()
     progress = _Progress(sys.stderr, args.progress)
-    replay = not args.live
 
     def on_status(namespace: str, name: str, status: PacketCaptureStatus) -> None:
         entry = status.files[0]
@@ -183,6 +199,40 @@ def run_run(args: argparse.Namespace) -> int:
             )
 
     previous = _install_sigint(stop)
+    locks = _lock_all(args, captures, stop)
+    if locks is None:
+        _restore_sigint(previous)
+        return 1
+    try:
+        return _run_agent(
+            args,
+            mine=mine,
+            captures=captures,
+            backend=backend,
+            settings=settings,
+            stop=stop,
+            progress=progress,
+            on_status=on_status,
+        )
+    finally:
+        _restore_sigint(previous)
+        for fd in locks:
+            os.close(fd)  # releases the lock
+
+
+def _run_agent(
+    args: argparse.Namespace,
+    *,
+    mine: list[WorkloadEndpoint],
+    captures: list[PacketCapture],
+    backend: CaptureBackend,
+    settings: CaptureSettings,
+    stop: threading.Event,
+    progress: _Progress,
+    on_status: StatusCallback,
+) -> int:
+    """Run the agent until a stop condition; print the final status (run_run's body)."""
+    replay = not args.live
     try:
         agent = NodeAgent(
             args.node,
@@ -197,12 +247,16 @@ def run_run(args: argparse.Namespace) -> int:
         )
     except (PacketCaptureError, OSError) as exc:
         _err(str(exc))
-        _restore_sigint(previous)
         return 1
     try:
+        # Ctrl-C / SIGTERM during set-up (thousands of endpoints) stop it at once.
         for capture in captures:
+            if stop.is_set():
+                break
             agent.apply(capture)
         for endpoint in mine:
+            if stop.is_set():
+                break
             agent.upsert_endpoint(endpoint)
         deadline = time.monotonic() + args.duration if args.duration else None
         while not stop.is_set():
@@ -214,6 +268,10 @@ def run_run(args: argparse.Namespace) -> int:
                 timeout = min(timeout, left)
             agent.step(timeout=timeout)
             progress.show(agent)
+            # Live: an interface that went down or away restarts when it is back up, so
+            # the run waits for it (Calico's lifecycle) until endTime, --duration or Ctrl-C.
+            if args.live and _relink(agent):
+                continue
             if agent.idle():
                 break
     except PacketCaptureError as exc:
@@ -224,11 +282,49 @@ def run_run(args: argparse.Namespace) -> int:
         _err(str(exc))
         _final_status(args, agent)
         return 1
-    finally:
-        _restore_sigint(previous)
     agent.close()
     progress.clear()
     return _final_status(args, agent)
+
+
+def _relink(agent: NodeAgent) -> bool:
+    """Restart the captures of interfaces back up; return whether some are still down."""
+    from packetcapture.backends.afpacket import link_up
+
+    down = agent.interfaces_down()
+    for iface in down:
+        if link_up(iface):
+            logger.info("%s is up again: capturing again", iface)
+            agent.set_interface_up(iface, True)
+    return bool(agent.interfaces_down())
+
+
+def _lock_all(
+    args: argparse.Namespace, captures: list[PacketCapture], stop: threading.Event
+) -> list[int] | None:
+    """Lock every capture's directory (see :mod:`._lock`); None when refused (said)."""
+    locks: list[int] = []
+    for capture in captures:
+        try:
+            locks.append(
+                lock_capture_dir(args.capture_dir, *capture.key, wait=args.wait, stop=stop)
+            )
+        except (BusyError, PacketCaptureError, OSError) as exc:
+            for fd in locks:
+                os.close(fd)
+            where = args.capture_dir / capture.namespace / capture.name
+            if isinstance(exc, BusyError):
+                pid = f"pid {exc.pid}" if exc.pid else "pid unknown"
+                _err(
+                    f"{where}: in use by another packetcapture run ({pid}); two runs on one "
+                    "capture directory would take each other's files: wait for it to end, "
+                    "or pass --wait"
+                )
+            else:
+                strerror = exc.strerror if isinstance(exc, OSError) else None
+                _err(f"{where}: cannot lock: {strerror or exc}")
+            return None
+    return locks
 
 
 def _backend(args: argparse.Namespace) -> CaptureBackend:
@@ -268,9 +364,11 @@ def _final_status(args: argparse.Namespace, agent: NodeAgent) -> int:
                 reason = iface.error.removeprefix(f"{iface.interface}: ")
                 _err(f"{capture.namespace}/{capture.name} {iface.interface}: {reason}")
             print(
-                f"{capture.namespace}/{capture.name} {iface.endpoint} {iface.interface}: "
-                f"{iface.packets} packets, {iface.bytes} bytes, {iface.dropped} dropped, "
-                f"{iface.filtered} filtered",
+                one_line(
+                    f"{capture.namespace}/{capture.name} {iface.endpoint} {iface.interface}: "
+                    f"{iface.packets} packets, {iface.bytes} bytes, {iface.dropped} dropped, "
+                    f"{iface.filtered} filtered" + (f" ({iface.reason})" if iface.reason else "")
+                ),
                 file=sys.stderr,
             )
         documents.append(attrs.evolve(capture, status=status))
@@ -300,7 +398,7 @@ def _save_state(
     one is removed, so that it never claims a state the capture has left, and a warning
     says so. Returns False when the file could not be written.
     """
-    path = capture_dir / namespace / name / STATUS_FILE.format(node=node)
+    path = capture_dir / namespace / name / status_file_name(node)
     text = yaml.safe_dump(to_dict_entry(entry), sort_keys=False).encode()
     try:
         validate_part(node, "node")
@@ -456,7 +554,7 @@ def run_status(args: argparse.Namespace) -> int:
     if not directory.is_dir():
         _err(f"no capture {namespace}/{name} under {args.capture_dir}")
         return 1
-    state_path = directory / STATUS_FILE.format(node=args.node)
+    state_path = directory / status_file_name(args.node)
     if not state_path.is_file():
         # The directory holds one node's files; without this node's status file they may
         # be another node's, so nothing is shown as this node's.
@@ -478,12 +576,23 @@ def run_status(args: argparse.Namespace) -> int:
         entry = attrs.evolve(entry, file_names=tuple(mine))
     entry = attrs.evolve(entry, state=state)
     sys.stdout.write(yaml.safe_dump({"status": {"files": [to_dict_entry(entry)]}}, sort_keys=False))
+    if state in _RUNNING and holder(directory) is None:
+        # Only a live run holds the directory's lock: this one ended without saving its
+        # last state (killed, or a disk it could not write to).
+        _err(
+            f"warning: {state_path} says {state} but no run holds {directory}: the run "
+            "that wrote it ended without saving its last state"
+        )
+        return 1
     return 0
 
 
 def _open_capture_dir_of(directory: Path) -> int:
     """Open ``{capture_dir}/{namespace}/{name}`` given as one path, through descriptors."""
     return open_capture_dir(directory.parent.parent, directory.parent.name, directory.name)
+
+
+_RUNNING = (CaptureState.SCHEDULED, CaptureState.WAITING_FOR_TRAFFIC, CaptureState.CAPTURING)
 
 
 def _status_nodes(directory: Path) -> list[str]:

@@ -146,7 +146,8 @@ def test_status_file_mode_ignores_the_umask(
     saved = tmp_path / "c" / TARGET / ".status-node-1.yaml"
     assert stat.S_IMODE(saved.stat().st_mode) == 0o644
     assert sorted(p.name for p in saved.parent.iterdir() if p.name.startswith(".")) == [
-        ".status-node-1.yaml"  # no temporary file left behind
+        ".packetcapture.lock",  # the run's lock (see docs/files.md)
+        ".status-node-1.yaml",  # no temporary file left behind
     ]
 
 
