@@ -18,7 +18,7 @@ from packetcapture.errors import PacketCaptureError
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
-    from typing import NoReturn
+    from typing import Any, NoReturn
 
 __all__ = ["main"]
 
@@ -33,7 +33,15 @@ COMMAND_MODULES = [
 
 
 class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose usage errors are one line (exit 2), pointing at ``--help``."""
+    """An ArgumentParser whose usage errors are one line (exit 2), pointing at ``--help``.
+
+    Flags must be spelt out: prefix matching is off (``--endpoint`` is not ``--endpoints``),
+    for the top-level parser and every subcommand's (they are made with this class).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         """Print ``prog: error: message (see prog --help)`` and exit 2."""

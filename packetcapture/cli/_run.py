@@ -76,6 +76,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--replay-dir", type=Path, metavar="DIR", help="replay DIR/IFACE.pcap for each interface"
     )
     run.add_argument(
+        "--replay-clock",
+        choices=("file", "wall"),
+        default="file",
+        help=(
+            "replay: the clock startTime and endTime are compared with: the replayed "
+            "packets' timestamps (file) or this machine's clock (wall) (default: %(default)s)"
+        ),
+    )
+    run.add_argument(
         "--duration",
         type=_positive_float,
         metavar="S",

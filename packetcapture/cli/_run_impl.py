@@ -20,6 +20,7 @@ import yaml
 
 from packetcapture.agent import NodeAgent, effective_selector
 from packetcapture.backends.base import CaptureBackend, get_backend
+from packetcapture.backends.replay import ReplayBackend, ReplayClock
 from packetcapture.bpf import compile_filters, pcap_expression
 from packetcapture.cli._text import one_line, usage_error
 from packetcapture.clock import SystemClock
@@ -150,6 +151,7 @@ def run_run(args: argparse.Namespace) -> int:
             format=args.format,
         )
         backend = _backend(args)
+        clock = _clock(args, backend)
     except _InputError:
         return 1
     except ValidationError as exc:
@@ -189,7 +191,7 @@ def run_run(args: argparse.Namespace) -> int:
             backend,
             args.capture_dir,
             settings,
-            SystemClock(),
+            clock,
             on_status_change=on_status,
             # A replayed file that cannot be opened will not open later either.
             retry=None if replay else DEFAULT_RETRY,
@@ -205,6 +207,8 @@ def run_run(args: argparse.Namespace) -> int:
         for endpoint in mine:
             agent.upsert_endpoint(endpoint)
         deadline = time.monotonic() + args.duration if args.duration else None
+        replay_clock = clock if isinstance(clock, ReplayClock) else None
+        horizon = _next_deadline(agent) if replay_clock is not None else None
         while not stop.is_set():
             timeout = 0.25
             if deadline is not None:
@@ -212,10 +216,20 @@ def run_run(args: argparse.Namespace) -> int:
                 if left <= 0:
                     break
                 timeout = min(timeout, left)
-            agent.step(timeout=timeout)
+            if replay_clock is not None:
+                replay_clock.set_horizon(horizon)
+                if replay_clock.stalled():
+                    timeout = 0
+            due = agent.step(timeout=timeout)
             progress.show(agent)
             if agent.idle():
                 break
+            if replay_clock is not None:
+                # The files' time: once every source waits at the next deadline (or none
+                # is open), jump to it; a deadline that moved is first a new horizon.
+                if due is not None and due == horizon and replay_clock.stalled():
+                    replay_clock.advance_to(due)
+                horizon = due
     except PacketCaptureError as exc:
         agent.close()
         progress.clear()
@@ -227,6 +241,35 @@ def run_run(args: argparse.Namespace) -> int:
     agent.close()
     progress.clear()
     return _final_status(args, agent)
+
+
+def _next_deadline(agent: NodeAgent) -> _dt.datetime | None:
+    """Return the earliest pending deadline of the agent's captures."""
+    deadlines = [
+        d for c in agent.captures() if (d := agent.details(*c.key).next_deadline) is not None
+    ]
+    return min(deadlines, default=None)
+
+
+def _clock(args: argparse.Namespace, backend: CaptureBackend) -> SystemClock | ReplayClock:
+    """Return the run's clock: a replay's files' time (``--replay-clock file``) or the wall's.
+
+    The replay clock starts at the earliest first packet of the files that may be replayed
+    (every file given, or every pcap/pcapng in --replay-dir); with no packet at all it
+    starts at the wall clock's now.
+    """
+    if args.live or args.replay_clock == "wall" or not isinstance(backend, ReplayBackend):
+        return SystemClock()
+    if args.replay_dir is not None:
+        paths = sorted(
+            p for p in args.replay_dir.iterdir() if p.suffix in (".pcap", ".pcapng") and p.is_file()
+        )
+    else:
+        paths = [p for files in backend.files.values() for p in files]
+    start = ReplayClock.first_packet(paths) or _dt.datetime.now(_dt.UTC)
+    clock = ReplayClock(start)
+    backend.replay_clock = clock
+    return clock
 
 
 def _backend(args: argparse.Namespace) -> CaptureBackend:

@@ -65,13 +65,17 @@ def test_run_after_the_window_leaves_its_status(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out_dir = tmp_path / "c1"
-    code, out, err = run_node1(capsys, out_dir, EXAMPLES / "sample-capture-scheduled.yaml")
+    # On the wall clock the example's window (2021) is long over.
+    scheduled = EXAMPLES / "sample-capture-scheduled.yaml"
+    code, out, err = run_node1(capsys, out_dir, scheduled, "--replay-clock", "wall")
     assert code == 0, err
     printed = yaml.safe_load(out)["status"]["files"][0]
     assert printed == {"directory": str(out_dir), "node": "node-1", "state": "Finished"}
-    assert (out_dir / TARGET / ".status-node-1.yaml").is_file()
-    assert not list((out_dir / TARGET).glob("*.pcap"))
-    code, out, err = status(capsys, out_dir)
+    target = "sample-namespace/sample-capture-scheduled"
+    assert (out_dir / target / ".status-node-1.yaml").is_file()
+    assert not list((out_dir / target).glob("*.pcap"))
+    argv = ["status", "--capture-dir", str(out_dir), target, "--node", "node-1"]
+    code, out, err = cli(argv, capsys)
     assert code == 0, err
     assert yaml.safe_load(out)["status"]["files"] == [printed]
 
@@ -257,9 +261,8 @@ def test_verbose_after_the_subcommand(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert "INFO packetcapture.agent: capture sample-namespace/sample-capture applied" in (
-        done.stderr
-    )
+    applied = "capture sample-namespace/sample-capture-scheduled applied"
+    assert f"INFO packetcapture.agent: {applied}" in done.stderr
     assert "DEBUG" not in done.stderr
 
 
