@@ -94,14 +94,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if extra:
         # Report it as the subcommand's error, pointing at `packetcapture COMMAND --help`.
         _subcommand(parser, args.command).error(f"unrecognized arguments: {' '.join(extra)}")
-    import logging  # only now: --help, --version and usage errors never need it
+    # Only now: --help, --version and usage errors never need logging.
+    from packetcapture.cli._log import setup_logging
 
-    verbose = args.verbose + getattr(args, "sub_verbose", 0)
-    logging.basicConfig(
-        level=logging.WARNING - 10 * min(verbose, 2),
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    setup_logging(args.verbose + getattr(args, "sub_verbose", 0))
     func = getattr(args, "func", None)
     if func is None:
         parser.print_help(sys.stderr)

@@ -116,6 +116,33 @@ def _warn_no_interface(captures: list[PacketCapture], endpoints: list[WorkloadEn
             )
 
 
+def _warn_nothing_selected(
+    captures: list[PacketCapture], endpoints: list[WorkloadEndpoint], read: str
+) -> None:
+    """Say why a capture selects no endpoint: its namespace has none, or its selector misses.
+
+    ``read`` says where ``endpoints`` came from (``read from FILE``). A capture in the wrong
+    namespace would otherwise end ``Finished`` with no files and no word (as ``selector
+    --endpoints`` does, the namespaces seen are named).
+    """
+    for capture in captures:
+        if _selected(capture, endpoints):
+            continue
+        label = f"{capture.namespace}/{capture.name} selects no endpoint"
+        there = sum(1 for e in endpoints if e.namespace == capture.namespace)
+        if there:
+            _err(
+                f"warning: {label}: its selector matches none of the {there} in namespace "
+                f"{capture.namespace!r}"
+            )
+        else:
+            namespaces = ", ".join(sorted({e.namespace for e in endpoints})) or "none"
+            _err(
+                f"warning: {label}: none in namespace {capture.namespace!r} "
+                f"({len(endpoints)} {read}; their namespaces: {namespaces})"
+            )
+
+
 def _warn_shared_directory(capture_dir: Path, node: str, captures: list[PacketCapture]) -> None:
     """Say when another node's run left its status in a capture's directory.
 
@@ -167,6 +194,7 @@ def run_run(args: argparse.Namespace) -> int:
         _err(f"{args.endpoints}: no endpoints on node {args.node!r} (nodes: {', '.join(nodes)})")
         return 1
     _warn_no_interface(captures, mine)
+    _warn_nothing_selected(captures, mine, f"of node {args.node} read from {args.endpoints}")
     _warn_shared_directory(args.capture_dir, args.node, captures)
 
     stop = threading.Event()
@@ -538,6 +566,8 @@ def run_plan(args: argparse.Namespace) -> int:
     if args.node:
         endpoints = [e for e in endpoints if e.spec.node == args.node]
     _warn_no_interface(captures, endpoints)
+    on_node = f"of node {args.node} " if args.node else ""
+    _warn_nothing_selected(captures, endpoints, f"{on_node}read from {args.endpoints}")
     out: list[str] = []
     for capture in captures:
         scoped = parse(effective_selector(capture.spec.selector, capture.namespace))
