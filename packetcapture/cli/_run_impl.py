@@ -22,7 +22,8 @@ from packetcapture.agent import NodeAgent, effective_selector
 from packetcapture.backends.base import CaptureBackend, get_backend
 from packetcapture.backends.replay import ReplayBackend, ReplayClock
 from packetcapture.bpf import compile_filters, pcap_expression
-from packetcapture.cli._text import one_line, usage_error
+from packetcapture.cli._names import resolve_name
+from packetcapture.cli._text import one_line
 from packetcapture.clock import SystemClock
 from packetcapture.errors import PacketCaptureError, ValidationError
 from packetcapture.model import (
@@ -417,6 +418,10 @@ def _restore_sigint(previous: object) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
+# The least width of each column of the live table.
+_WIDTHS = (32, 16, 17, 9, 11, 6)
+
+
 class _Progress:
     """A live table on a terminal: one line per endpoint interface, redrawn in place."""
 
@@ -431,18 +436,27 @@ class _Progress:
         if not self.enabled or time.monotonic() - self._last < 0.5:
             return
         self._last = time.monotonic()
-        head = ("CAPTURE", "INTERFACE", "STATE", "PACKETS", "BYTES", "DROPS")
-        rows = ["{:<32} {:<16} {:<18} {:>9} {:>11} {:>6}".format(*head)]
+        cells: list[tuple[str, ...]] = [
+            ("CAPTURE", "INTERFACE", "STATE", "PACKETS", "BYTES", "DROPS")
+        ]
         for capture in agent.captures():
             details = agent.details(*capture.key)
-            label = f"{capture.namespace}/{capture.name}"
+            label = one_line(f"{capture.namespace}/{capture.name}")
             if not details.interfaces:
-                rows.append(f"{label:<32} {'-':<16} {details.state.value:<18}")
+                cells.append((label, "-", details.state.value, "", "", ""))
             for iface in details.interfaces:
-                rows.append(
-                    f"{label:<32} {iface.interface:<16} {iface.state.value:<18} "
-                    f"{iface.packets:>9} {iface.bytes:>11} {iface.dropped:>6}"
-                )
+                counts = map(str, (iface.packets, iface.bytes, iface.dropped))
+                cells.append((label, one_line(iface.interface), iface.state.value, *counts))
+        # Each column as wide as its widest cell (a capture name may be up to 253 bytes), at
+        # least as wide as usual so that it does not jitter: text left, numbers right.
+        widths = [max(low, *(len(row[i]) for row in cells)) for i, low in enumerate(_WIDTHS)]
+        rows = [
+            " ".join(
+                [*(c.ljust(w) for c, w in zip(row[:3], widths[:3], strict=True))]
+                + [c.rjust(w) for c, w in zip(row[3:], widths[3:], strict=True)]
+            ).rstrip()
+            for row in cells
+        ]
         self.clear()
         self.stream.write("\n".join(rows) + "\n")
         self.stream.flush()
@@ -460,9 +474,9 @@ class _Progress:
 
 def run_status(args: argparse.Namespace) -> int:
     """Print a capture's status on a node, from the files and the state `run` left."""
-    namespace, sep, name = args.target.partition("/")
-    if not sep or not namespace or not name:
-        return usage_error("status", f"{args.target!r}: expected NAMESPACE/NAME")
+    if (usage := resolve_name(args, "status")) is not None:
+        return usage
+    namespace, name = args.namespace, args.name
     try:
         validate_part(args.node, "node")
         directory = capture_directory(args.capture_dir, namespace, name)
@@ -580,7 +594,7 @@ def run_plan(args: argparse.Namespace) -> int:
         out.append(f"{capture.namespace}/{capture.name}")
         out.append(f"  selector:   {scoped}")
         out.append(f"  filter:     {expression}")
-        out.append(f"  bpf:        {len(program)} instructions")
+        out.append(f"  bpf:        {_count(len(program), 'instruction')}")
         out.append(f"  schedule:   {_window(capture)}")
         nodes = sorted({e.spec.node for e in selected})
         if not selected:
@@ -595,11 +609,16 @@ def run_plan(args: argparse.Namespace) -> int:
                     )
         out.append(
             f"  disk:       at most {_size(worst)} "
-            f"({interfaces} interface{'s' if interfaces != 1 else ''} x "
+            f"({_count(interfaces, 'interface')} x "
             f"({args.max_files} rotated + 1 active) x {_size(args.max_size_bytes)})"
         )
     print("\n".join(out))
     return 0
+
+
+def _count(n: int, noun: str) -> str:
+    """Return ``1 noun`` or ``N nouns``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _window(capture: PacketCapture) -> str:

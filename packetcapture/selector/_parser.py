@@ -123,8 +123,10 @@ def _lark() -> Lark:
 
 
 def _describe(token: Token) -> str:
-    # Go's fmt of a tokenizer.Token: Kind(Value).
-    return f"{tk.CALICO_KIND[token.type]}({token.value if token.type != tk.END else ''})"
+    # Go's fmt of a tokenizer.Token: Kind(Value); the end is said in words, not TokEOF().
+    if token.type == tk.END:
+        return "end of selector"
+    return f"{tk.CALICO_KIND[token.type]}({token.value})"
 
 
 def _syntax_error(exc: UnexpectedToken, text: str, tokens: list[Token]) -> SelectorSyntaxError:
@@ -136,7 +138,10 @@ def _syntax_error(exc: UnexpectedToken, text: str, tokens: list[Token]) -> Selec
         index = next(i for i, t in enumerate(tokens) if t.start_pos == token.start_pos)
         column = (token.start_pos or 0) + 1
     if expected & _OP_START:
-        reason = f"unexpected token: {_describe(token)}"
+        if token.type == tk.END:
+            reason = "unexpected end of selector"
+        else:
+            reason = f"unexpected token: {_describe(token)}"
     elif expected & _AFTER_LABEL:
         if token.type == tk.END:
             reason = "unexpected end of string looking for op"
@@ -157,7 +162,7 @@ def _syntax_error(exc: UnexpectedToken, text: str, tokens: list[Token]) -> Selec
         if depth > 0:
             reason = "expected )"
         else:
-            rest = [*map(_describe, tokens[index:]), "TokEOF()"]
+            rest = list(map(_describe, tokens[index:]))
             reason = f"unexpected content at end of selector [{' '.join(rest)}]"
     return SelectorSyntaxError(reason, text, column)
 
