@@ -12,7 +12,6 @@ from collections.abc import Mapping
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from lark import Token
 
 from packetcapture.errors import SelectorSyntaxError
 from packetcapture.selector import (
@@ -34,6 +33,7 @@ from packetcapture.selector import (
     parse,
 )
 from packetcapture.selector import _tokenizer as tk
+from packetcapture.selector._tokenizer import Token
 
 LABELS = ["a", "b", "app", "x/y", "k8s-app"]
 VALUES = ["", "a", "b", "ab", "ba", "web", "it's", 'say "hi"', "\u00e9t\u00e9"]
