@@ -25,7 +25,6 @@ not (:func:`available_backends`).
 from __future__ import annotations
 
 import abc
-import difflib
 import importlib
 import inspect
 import logging
@@ -459,6 +458,8 @@ def _check_options(name: str, cls: type[CaptureBackend], options: dict[str, obje
     unknown = [] if takes_any else [k for k in options if k not in accepted]
     listed = ", ".join(accepted) or "none"
     if unknown:
+        import difflib  # only for this message
+
         # An abbreviation ("dir" for "directory") is as likely a slip as a misspelling.
         hints = [
             [a for a in accepted if a.startswith(k)][:1]
