@@ -63,6 +63,8 @@ def close_match(key: str, known: Sequence[str]) -> str | None:
 
     Letter case is ignored, so ``InterfaceName`` matches ``interfaceName``.
     """
+    if not known:
+        return None
     folded = {k.lower(): k for k in known}
     import difflib  # only for a misspelt key's hint
 
