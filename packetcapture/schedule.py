@@ -134,6 +134,8 @@ class Event(enum.Enum):
     """The interface's endpoint was updated: clears an error at once."""
     STOP = "stop"
     """The whole schedule stops (:meth:`CaptureSchedule.stop`); files are kept."""
+    STOP_FAILED = "stop failed"
+    """Stopping a capture failed: its last packets could not be written (disk full)."""
 
 
 class ActionKind(enum.Enum):
@@ -257,6 +259,8 @@ TRANSITIONS: Final[Mapping[tuple[CaptureState | None, Event], tuple[Rule, ...]]]
         (_E, Event.SPEC_CHANGE): _enter(),
         (_E, Event.ENDPOINT_CHANGE): _enter(),
         (_E, Event.STOP): (Rule(_F),),
+        # A down interface whose final write failed (below) comes back.
+        (_E, Event.UP): _enter(up=False),
         # Finished: after the window, interface down, or stopped.
         (_F, Event.REMOVE): (Rule(None),),
         (_F, Event.DELETE): (Rule(None, actions=(_DELETE,)),),
@@ -268,6 +272,9 @@ TRANSITIONS: Final[Mapping[tuple[CaptureState | None, Event], tuple[Rule, ...]]]
         (_F, Event.SPEC_CHANGE): (Rule(_F, Guard(up=False)), *_enter(up=True)),
         (_F, Event.ENDPOINT_CHANGE): (Rule(_F),),
         (_F, Event.STOP): (Rule(_F),),
+        # Stopping failed (the last packets could not be written, the file not closed):
+        # the interface ends in Error with the reason, never Finished; no retry.
+        (_F, Event.STOP_FAILED): (Rule(_E),),
     }
 )
 
@@ -405,7 +412,7 @@ def apply_event(
         failures = 0
     error, retry_at = None, None
     if rule.target is _E:
-        error = reason if event is Event.FAILURE else status.error
+        error = reason if event in (Event.FAILURE, Event.STOP_FAILED) else status.error
         if event is Event.FAILURE:
             delay = retry.delay(failures) if retry is not None else None
             retry_at = None if delay is None else now + delay
@@ -768,6 +775,16 @@ class CaptureSchedule:
         """Report a backend failure: ``Error`` (reason kept) and a retry is scheduled."""
         return self._interface(name, Event.FAILURE, now, reason=_reason_text(reason))
 
+    def stop_failed(
+        self, name: str, reason: str | BaseException, now: _dt.datetime
+    ) -> ScheduleResult:
+        """Report that stopping a ``Finished`` interface failed (its last write, disk full).
+
+        The interface goes to ``Error`` with the reason and stays there (no retry): the node
+        never reports ``Finished`` while an interface's data was lost.
+        """
+        return self._interface(name, Event.STOP_FAILED, now, reason=_reason_text(reason))
+
     def update_times(
         self, start_time: _dt.datetime | None, end_time: _dt.datetime | None, now: _dt.datetime
     ) -> ScheduleResult:
@@ -795,7 +812,8 @@ class CaptureSchedule:
 
         Every interface becomes ``Finished`` (running ones are stopped). With
         ``keep_files=False`` every interface is also forgotten and its files deleted. After
-        this only :meth:`tick`, :meth:`remove_interface` and :meth:`stop` are accepted.
+        this only :meth:`tick`, :meth:`remove_interface`, :meth:`stop` and
+        :meth:`stop_failed` are accepted.
         """
         event = Event.STOP if keep_files else Event.DELETE
 
@@ -820,20 +838,17 @@ class CaptureSchedule:
         def one(txn: _Txn) -> None:
             before = self._ifaces.get(name)
             after = txn.ifaces.get(name)
-            try:
-                txn.fire(name, event, reason=reason)
-            except InvalidTransitionError:
+            if (
+                event in (Event.PACKET, Event.FAILURE)
+                and before is not None
+                and after is not None
+                and before.running
+                and not after.running
+            ):
                 # A report about a capture the time advance of this very call just stopped.
-                if (
-                    event in (Event.PACKET, Event.FAILURE)
-                    and before is not None
-                    and after is not None
-                    and before.running
-                    and not after.running
-                ):
-                    txn.stale = True
-                    return
-                raise
+                txn.stale = True
+                return
+            txn.fire(name, event, reason=reason)
 
         return self._run(now, event, one)
 

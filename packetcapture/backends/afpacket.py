@@ -33,6 +33,7 @@ import socket
 import struct
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
@@ -194,6 +195,7 @@ class AfPacketSource(PacketSource):
         self._block_index = 0
         self._block_pos = 0  # packets of the current block already delivered
         self._gone: str | None = None  # why the interface went away, once it has
+        self._deaf = False  # after stop_receiving: nothing new comes into the ring
         self._block_off = 0  # offset of the next packet in the current block
         self._block_size = 0
         self._block_nr = 0
@@ -245,9 +247,9 @@ class AfPacketSource(PacketSource):
         )
         if not packets:
             self._check_error()
-            if self._gone is not None:
+            if self._gone is not None or self._deaf:
                 packets = self._read_open_block(max_packets)
-                if not packets:
+                if not packets and self._gone is not None:
                     self._finish(self._gone)
         return packets
 
@@ -269,11 +271,12 @@ class AfPacketSource(PacketSource):
         raise map_os_error(exc, interface=self.interface, action="read", phase="capture")
 
     def _read_open_block(self, max_packets: int) -> list[Packet]:
-        """Return packets of the block the kernel still holds, once the interface is gone.
+        """Return packets of the block the kernel still holds, once no packet can come.
 
         The kernel hands a block over when it is full or its timeout expires; an interface
-        that goes away leaves the last one open with packets in it. No packet can arrive
-        any more (the socket is unhooked from the device), so they are read in place; the
+        that goes away, or a reject-all filter (:meth:`stop_receiving`), leaves the last one
+        open with packets in it. No packet can arrive any more (the socket is unhooked from
+        the device, or takes nothing), so they are read in place; the
         position is kept, so if the timeout hands the block over later nothing repeats.
         """
         mm = self._mm
@@ -354,8 +357,8 @@ class AfPacketSource(PacketSource):
             return None
         if not count:
             self._check_error()
-            if self._gone is not None:
-                return None  # read() takes what the open block holds, then ends the source
+            if self._gone is not None or self._deaf:
+                return None  # read() takes what the open block holds (and ends if gone)
         self._count_delivered(count)
         return b"".join(parts), count, (max_packets - count if odd else 0)
 
@@ -423,6 +426,7 @@ class AfPacketSource(PacketSource):
             nxt, sec, nsec, snap, wire, status, mac, _net, _hash, tci, tpid = unpack(mm, off)
             start = off + mac
             if skip_outgoing and mm[off + _TP3_PKTTYPE_OFFSET] == PACKET_OUTGOING:
+                self._received -= 1  # the kernel counted this copy: received = delivered
                 off += nxt
                 continue
             snap = min(snap, snaplen)
@@ -457,6 +461,7 @@ class AfPacketSource(PacketSource):
                 self._on_error(exc)
                 break
             if self._skip_outgoing and addr[2] == PACKET_OUTGOING:
+                self._received -= 1  # the kernel counted this copy: received = delivered
                 continue
             ts = 0
             wire = nbytes
@@ -488,6 +493,16 @@ class AfPacketSource(PacketSource):
             # program accepted: filter them again in user space (as libpcap does).
             self._verdict = program.executor()
             self._refilter_blocks = self._block_nr + 1
+
+    def _stop_receiving(self) -> None:
+        from packetcapture.bpf import BpfProgram
+        from packetcapture.bpf._attach import _set
+
+        with map_os_errors(self.interface, "attach the filter", "capture"):
+            _set(self._sock, BpfProgram.reject_all(self.linktype, self.snaplen))
+        # A packet the old filter passed an instant ago may still be being copied in.
+        time.sleep(0.002)
+        self._deaf = True
 
     def _poll_kernel_stats(self) -> None:
         if self._sock.fileno() < 0:

@@ -229,6 +229,28 @@ class PacketSource(abc.ABC):
         self._check_open()
         return None
 
+    @property
+    def delivered(self) -> int:
+        """Packets handed out by :meth:`read` and :meth:`read_raw` so far."""
+        return self._delivered
+
+    @property
+    def limit_reached(self) -> bool:
+        """True once the packet limit was delivered (packets after it are not wanted)."""
+        return self._limit is not None and self._delivered >= self._limit
+
+    def stop_receiving(self) -> None:
+        """Take no new packets from now on; those already held can still be read.
+
+        Called before the last reads when a capture stops, so that reading until
+        :meth:`read` returns nothing ends, and every packet the source took is either
+        delivered or counted (``stats().received - stats().dropped - delivered`` is what
+        it still holds). Live capture attaches a reject-all filter; the default does
+        nothing (a replayed file only delivers what is due).
+        """
+        if not self._closed:
+            self._stop_receiving()
+
     def set_program(self, program: BpfProgram) -> None:
         """Swap the filter without reopening; packets read afterwards match ``program``."""
         self._check_open()
@@ -271,6 +293,9 @@ class PacketSource(abc.ABC):
         if self._end_reason is None:
             logger.debug("%s: source ended: %s", self._interface, reason)
             self._end_reason = reason
+
+    def _stop_receiving(self) -> None:  # noqa: B027 - optional hook
+        """Stop taking new packets (see :meth:`stop_receiving`)."""
 
     @abc.abstractmethod
     def _read(self, max_packets: int) -> list[Packet]:

@@ -29,6 +29,8 @@ COMMAND_MODULES = [
     "packetcapture.cli._files",
     "packetcapture.cli._selector",
     "packetcapture.cli._compile",
+    "packetcapture.cli._summary",
+    "packetcapture.cli._node",
 ]
 
 

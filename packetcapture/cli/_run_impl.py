@@ -173,7 +173,7 @@ def run_run(args: argparse.Namespace) -> int:
 
     def on_status(namespace: str, name: str, status: PacketCaptureStatus) -> None:
         entry = status.files[0]
-        _write_state_file(args.capture_dir, namespace, name, args.node, entry)
+        _save_state(args.capture_dir, namespace, name, args.node, entry)
         if not progress.enabled:
             print(
                 f"{_stamp()} {namespace}/{name} on {args.node}: {entry.state} "
@@ -217,10 +217,12 @@ def run_run(args: argparse.Namespace) -> int:
             if agent.idle():
                 break
     except PacketCaptureError as exc:
+        # Not expected (the agent puts a failing interface in Error), but the final
+        # status is printed and saved whatever happened.
         agent.close()
         progress.clear()
         _err(str(exc))
-        _restore_sigint(previous)
+        _final_status(args, agent)
         return 1
     finally:
         _restore_sigint(previous)
@@ -272,6 +274,9 @@ def _final_status(args: argparse.Namespace, agent: NodeAgent) -> int:
                 file=sys.stderr,
             )
         documents.append(attrs.evolve(capture, status=status))
+        # The file on disk ends equal to what is printed (or is gone, as said).
+        if not _save_state(args.capture_dir, *capture.key, args.node, status.files[0]):
+            failed = True
     text = dumps(documents[0]) if len(documents) == 1 else dumps(documents)
     sys.stdout.write(text)
     if args.status_file is not None:
@@ -283,38 +288,87 @@ def _final_status(args: argparse.Namespace, agent: NodeAgent) -> int:
     return 1 if failed else 0
 
 
-def _write_state_file(
+def _save_state(
     capture_dir: Path, namespace: str, name: str, node: str, entry: PacketCaptureFile
-) -> None:
+) -> bool:
     """Leave this node's status entry for `status`, even when no capture file was made.
 
     A capture whose window is already over, or that captured nothing, still has a state to
-    show, so the capture directory is created for it. The file is replaced atomically.
+    show, so the capture directory is created for it. The file is replaced atomically; when
+    that fails (a full disk has no room for the new copy), it is rewritten in place (the
+    blocks it holds take a status of about the same size); when that fails too, the old
+    one is removed, so that it never claims a state the capture has left, and a warning
+    says so. Returns False when the file could not be written.
     """
     path = capture_dir / namespace / name / STATUS_FILE.format(node=node)
-    text = yaml.safe_dump(to_dict_entry(entry), sort_keys=False)
+    text = yaml.safe_dump(to_dict_entry(entry), sort_keys=False).encode()
     try:
         validate_part(node, "node")
         fd = open_capture_dir(capture_dir, namespace, name, create=True)
     except (PacketCaptureError, OSError) as exc:
-        logger.warning("cannot write %s: %s", path, exc)
-        return
+        strerror = exc.strerror if isinstance(exc, OSError) else None
+        _err(f"warning: cannot write {path}: {strerror or exc}")
+        return False
+    try:
+        problem = _replace_state(fd, path.name, text)
+        if problem is None:
+            return True
+        if _rewrite_state(fd, path.name, text):
+            return True
+        try:
+            os.unlink(path.name, dir_fd=fd)
+            gone = "removed the old one, which no longer holds"
+        except FileNotFoundError:
+            gone = "there is none"
+        except OSError as exc:
+            gone = f"cannot remove the old one either ({exc.strerror})"
+        _err(f"warning: cannot write {path} ({problem}): {gone}; `status` shows no status")
+        return False
+    finally:
+        os.close(fd)
+
+
+def _replace_state(fd: int, name: str, text: bytes) -> str | None:
+    """Write ``name`` in directory ``fd`` through a temporary file and a rename."""
     # Hidden too, and not a .pcap: listings skip it. Per process, so two runs never share it.
-    tmp = f"{path.name}.{os.getpid()}.tmp"
+    tmp = f"{name}.{os.getpid()}.tmp"
     try:
         out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644, dir_fd=fd)
-        with os.fdopen(out, "w") as f:
+        try:
             os.fchmod(out, 0o644)  # like the capture files, whatever the umask
-            f.write(text)
-            f.flush()
+            _write_all(out, text)
             os.fsync(out)  # the rename must not publish an empty file after a crash
-        os.replace(tmp, path.name, src_dir_fd=fd, dst_dir_fd=fd)
+        finally:
+            os.close(out)
+        os.replace(tmp, name, src_dir_fd=fd, dst_dir_fd=fd)
     except OSError as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp, dir_fd=fd)
-        logger.warning("cannot write %s: %s", path, exc.strerror or exc)
+        return exc.strerror or str(exc)
+    return None
+
+
+def _rewrite_state(fd: int, name: str, text: bytes) -> bool:
+    """Overwrite an existing status file in place (needs no new space if it is no longer)."""
+    try:
+        out = os.open(name, os.O_WRONLY | os.O_NOFOLLOW, dir_fd=fd)
+    except OSError:
+        return False
+    try:
+        os.ftruncate(out, min(os.fstat(out).st_size, len(text)))  # frees, never allocates
+        _write_all(out, text)
+        os.fsync(out)
+    except OSError:
+        return False
     finally:
-        os.close(fd)
+        os.close(out)
+    return True
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def to_dict_entry(entry: PacketCaptureFile) -> dict[str, object]:

@@ -638,10 +638,14 @@ class RotatingWriter:
     def tick(self, now: Now) -> RotationReason | None:
         """Rotate on time and flush on the interval without a packet; call it periodically.
 
-        Returns the rotation reason when a rotation happened.
+        Returns the rotation reason when a rotation happened. Raises :class:`PcapError`
+        when the active file was removed (its directory deleted) since it was opened.
         """
         if self._failed is not None or self._closed:
             return None
+        if self._fd is not None and os.fstat(self._fd).st_nlink == 0:
+            # Writes into a deleted file succeed and vanish: say so instead.
+            self._fail(OSError(errno.ENOENT, os.strerror(errno.ENOENT)), "capture file removed")
         t = seconds_of(now)
         if self._period_start is None:
             self._period_start = t
