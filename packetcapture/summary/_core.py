@@ -35,6 +35,9 @@ _IP4 = struct.Struct("!BxHHHxB2x4s4s").unpack_from  # vihl, len, id, frag, proto
 _IP6 = struct.Struct("!4xHB1x16s16s").unpack_from  # payload len, next header, src, dst
 _TCP = struct.Struct("!HHIIBBH").unpack_from  # ports, seq, ack, offset, flags, window
 _PORTS = struct.Struct("!HH").unpack_from
+# The ports count only with the whole header captured (as tshark's conversations do).
+_UDP = struct.Struct("!HH4x").unpack_from
+_SCTP = struct.Struct("!HH8x").unpack_from
 _U16 = struct.Struct("!H").unpack_from
 _U32 = struct.Struct("!I").unpack_from
 
@@ -316,7 +319,7 @@ class Summarizer:
         ip4 = _IP4
         ip6 = _IP6
         tcp = _TCP
-        ports = _PORTS
+        udp = _UDP
         ep = endpoint
         n = nbytes = ncap = trunc = bad = 0
         first = last = None
@@ -395,7 +398,7 @@ class Summarizer:
                     )
                 elif proto == 17 or proto == 132:
                     try:
-                        sport, dport = ports(data, l4)
+                        sport, dport = (udp if proto == 17 else _SCTP)(data, l4)
                     except struct.error:
                         new_flow(ts, wire, proto, src, dst, ep, None, None)
                         continue
