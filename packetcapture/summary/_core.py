@@ -206,12 +206,7 @@ class _Tcp:
                     self.syn, self.syn_dir = ts, d
             elif self.synack is None and self.syn is not None and d != self.syn_dir:
                 self.synack = ts
-        elif (
-            flags & _ACK
-            and self.synack is not None
-            and self.hs_ack is None
-            and d == self.syn_dir
-        ):
+        elif flags & _ACK and self.synack is not None and self.hs_ack is None and d == self.syn_dir:
             self.hs_ack = ts
         if flags & _RST:
             self.resets += 1
@@ -301,7 +296,9 @@ class Summarizer:
         """Add packets the kernel dropped, as a capture file or status recorded them."""
         self._drops = (self._drops or 0) + count
 
-    def add(self, timestamp_ns: int, data: bytes, wire_len: int, linktype: int = 1, endpoint: int = 0) -> None:
+    def add(
+        self, timestamp_ns: int, data: bytes, wire_len: int, linktype: int = 1, endpoint: int = 0
+    ) -> None:
         """Account one packet (``data`` as captured, ``wire_len`` its length on the wire)."""
         self.add_batch(((timestamp_ns, data, wire_len),), linktype, endpoint)
 
@@ -362,9 +359,15 @@ class Summarizer:
                     plen = tlen - ihl
                     if frag & 0x3FFF:  # a fragment: only the first carries the ports
                         new_flow(
-                            ts, wire, proto, src, dst, ep, *self._fragment(
+                            ts,
+                            wire,
+                            proto,
+                            src,
+                            dst,
+                            ep,
+                            *self._fragment(
                                 data, l4, (src, dst, ident, proto), frag & 0x1FFF, frag & 0x2000
-                            )
+                            ),
                         )
                         continue
                 elif etype == 0x86DD:
@@ -532,8 +535,7 @@ class Summarizer:
             response = msg.qr == dpkt.dns.DNS_R
             answers = [_dns_answer(rr) for rr in msg.an] if response else []
         except (dpkt.Error, struct.error, IndexError, ValueError, UnicodeError):
-            self.undecoded += 1
-            return
+            return  # not DNS after all; the packet is counted in its flow
         pending = self._pending_dns
         if not response:
             key = (ep, src, sport, dst, msg.id)
@@ -576,17 +578,22 @@ class Summarizer:
             if a not in seen and len(seen) < _MAX_ANSWERS:
                 seen.append(a)
 
-    def _icmp_packet(self, ts: int, ep: int, proto: int, reporter: bytes, data: bytes, l4: int) -> None:
+    def _icmp_packet(
+        self, ts: int, ep: int, proto: int, reporter: bytes, data: bytes, l4: int
+    ) -> None:
         version = 4 if proto == 1 else 6
-        icmp_type, code = data[l4], data[l4 + 1]
-        kind = _ICMP_KINDS.get((version, icmp_type))
-        if kind is None:
-            return
-        mtu = None
-        if version == 6 and icmp_type == 2:
-            (mtu,) = _U32(data, l4 + 4)
-        elif version == 4 and icmp_type == 3 and code == 4:
-            (mtu,) = _U16(data, l4 + 6)
+        try:
+            icmp_type, code = data[l4], data[l4 + 1]
+            kind = _ICMP_KINDS.get((version, icmp_type))
+            if kind is None:
+                return
+            mtu = None
+            if version == 6 and icmp_type == 2:
+                (mtu,) = _U32(data, l4 + 4)
+            elif version == 4 and icmp_type == 3 and code == 4:
+                (mtu,) = _U16(data, l4 + 6)
+        except (struct.error, IndexError):
+            return  # cut short; the packet is counted in its flow
         inner = l4 + 8
         qproto, qsrc, qdst, sport, dport = _quoted(data, inner)
         reason = _ICMP_REASONS.get((version, icmp_type, code), f"code {code}")
@@ -691,9 +698,18 @@ class Summarizer:
                     row[1],  # type: ignore[arg-type]
                     row[2],  # type: ignore[arg-type]
                 )
-                for (ep, kind, icmp_type, code, reporter, qproto, qsrc, sport, qdst, dport), row in (
-                    self._icmp.items()
-                )
+                for (
+                    ep,
+                    kind,
+                    icmp_type,
+                    code,
+                    reporter,
+                    qproto,
+                    qsrc,
+                    sport,
+                    qdst,
+                    dport,
+                ), row in (self._icmp.items())
             ),
             key=lambda e: e.first_ns,
         )

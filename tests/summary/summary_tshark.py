@@ -8,9 +8,7 @@ from pathlib import Path
 
 from packetcapture.summary import CaptureSummary
 
-_ROW = re.compile(
-    r"^(\S+)\s+<->\s+(\S+)\s+(\d+) (\d+) bytes\s+(\d+) (\d+) bytes\s+(\d+) \d+ \S+"
-)
+_ROW = re.compile(r"^(\S+)\s+<->\s+(\S+)\s+(\d+) (\d+) bytes\s+(\d+) (\d+) bytes\s+(\d+) \d+ \S+")
 
 # tshark prints a total of 10,000 bytes or more as "10 kB": only the exact per-direction
 # columns are read.
