@@ -56,9 +56,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("paths", metavar="PATH", nargs="+", help="a capture file or directory")
     parser.add_argument("--json", action="store_true", help="one JSON object (docs/summary.md)")
-    parser.add_argument(
-        "--top", type=_positive, metavar="N", help="show only the N largest flows"
-    )
+    parser.add_argument("--top", type=_positive, metavar="N", help="show only the N largest flows")
     parser.add_argument(
         "--filter-like-capture",
         metavar="CAPTURE.yaml",
@@ -99,15 +97,29 @@ def _collect(paths: list[str]) -> tuple[list[tuple[str, list[Path]]], list[str]]
             add(path)
         else:
             problems.append(f"{one_line(p)}: no such file or directory")
-    labels: dict[str, int] = {}
-    for _where, label in groups:
-        labels[label] = labels.get(label, 0) + 1
+    wheres: dict[str, list[str]] = {}
+    for where, label in groups:
+        wheres.setdefault(label, []).append(where)
     out: list[tuple[str, list[Path]]] = []
-    for (where, label), files in sorted(groups.items()):
-        # The same endpoint in two directories (two nodes' copies): say which.
-        shown = label if labels[label] == 1 else f"{label}@{Path(where).name or where}"
+    for (where, label), files in sorted(groups.items(), key=lambda g: (g[0][0], g[0][1])):
+        shown = label
+        if len(wheres[label]) > 1:  # the same endpoint in two directories (two nodes' copies)
+            shown = f"{label}@{_distinct_part(where, wheres[label])}"
         out.append((shown, [f for _, f in sorted(files)]))
     return out, problems
+
+
+def _distinct_part(where: str, others: list[str]) -> str:
+    """What tells directory ``where`` from ``others``: its path without their common tail."""
+    parts = [Path(w).parts for w in others]
+    mine = Path(where).parts
+    tail = 0
+    while tail < min(map(len, parts)) - 1 and len({p[-1 - tail] for p in parts}) == 1:
+        tail += 1
+    head = 0
+    while head < min(map(len, parts)) - tail - 1 and len({p[head] for p in parts}) == 1:
+        head += 1
+    return "/".join(mine[head : len(mine) - tail]) or where
 
 
 def _interface_label(reader: PcapReader, index: int, default: str) -> str:

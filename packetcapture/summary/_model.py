@@ -21,11 +21,18 @@ _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
 
 
 def format_time(timestamp_ns: int | None) -> str | None:
-    """RFC 3339 UTC with nanoseconds (``2021-08-26T12:00:00.001000000Z``); None stays None."""
+    """RFC 3339 UTC with nanoseconds (``2021-08-26T12:00:00.001000000Z``); None stays None.
+
+    A time past year 9999 (a corrupt timestamp) is given as Unix seconds instead
+    (``"16358703825810.667472000"``).
+    """
     if timestamp_ns is None:
         return None
     sec, ns = divmod(timestamp_ns, 1_000_000_000)
-    day = (_EPOCH + _dt.timedelta(seconds=sec)).strftime("%Y-%m-%dT%H:%M:%S")
+    try:
+        day = (_EPOCH + _dt.timedelta(seconds=sec)).strftime("%Y-%m-%dT%H:%M:%S")
+    except OverflowError:
+        return f"{sec}.{ns:09d}"
     return f"{day}.{ns:09d}Z"
 
 
