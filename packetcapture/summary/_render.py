@@ -26,7 +26,8 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: set[int
 
     def line(cells: Sequence[str]) -> str:
         out = [
-            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
         ]
         return "  ".join(out).rstrip()
 
@@ -42,7 +43,7 @@ def _n(value: int) -> str:
 
 
 def format_summary(summary: CaptureSummary, top: int | None = None) -> str:
-    """The summary as text: totals, then a table per section (``top`` largest flows)."""
+    """Render the summary as text: totals, then a table per section (``top`` largest flows)."""
     t = summary.totals
     start = t.first_ns or 0
 

@@ -46,7 +46,7 @@ def eth(payload: bytes | dpkt.Packet, vlans: Sequence[int] = ()) -> bytes:
     etype = 0x86DD if raw[0] >> 4 == 6 else 0x0800
     if vlans:  # each tag's TPID stands where the ethertype was
         tpids = [0x88A8 if len(vlans) > 1 and i == 0 else 0x8100 for i in range(len(vlans))]
-        fields = tpids + [etype]
+        fields = [*tpids, etype]
         chain = struct.pack("!H", fields[0])
         for i, vid in enumerate(vlans):
             chain += struct.pack("!HH", vid, fields[i + 1])
@@ -66,7 +66,7 @@ def sll2(payload: bytes | dpkt.Packet) -> bytes:
     return struct.pack("!HHIHBB8s", proto, 0, 2, 1, 0, 6, MAC_A + b"\0\0") + raw
 
 
-def tcp(  # noqa: PLR0913, PLR0917
+def tcp(
     src: str,
     dst: str,
     sport: int,

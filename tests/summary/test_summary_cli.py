@@ -133,12 +133,12 @@ def test_merged_pcapng_names_endpoints(capsys: pytest.CaptureFixture[str], tmp_p
 def test_missing_path_and_empty_directory(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    code, out, err = cli(capsys, str(tmp_path / "nope.pcap"))
+    code, _, err = cli(capsys, str(tmp_path / "nope.pcap"))
     assert (
         code == 1
         and err == f"packetcapture: error: {tmp_path / 'nope.pcap'}: no such file or directory\n"
     )
-    code, out, err = cli(capsys, str(tmp_path))
+    code, _, err = cli(capsys, str(tmp_path))
     assert code == 1 and err == f"packetcapture: error: no capture files in {tmp_path}\n"
 
 

@@ -19,7 +19,6 @@ from summary_build import (
     T0,
     eth,
     frames,
-    ip,
     sll,
     sll2,
     tcp,
