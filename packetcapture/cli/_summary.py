@@ -148,6 +148,8 @@ def _read_file(
 
     def add(batch: list[tuple[int, bytes, int]], linktype: int, ep: int) -> None:
         nonlocal dropped
+        if not batch:
+            return
         if keep is not None:
             kept = [p for p in batch if keep(linktype, p[1])]
             dropped += len(batch) - len(kept)
