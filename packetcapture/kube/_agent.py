@@ -468,7 +468,7 @@ class KubeNodeAgent:
         listed = list_capture_files(agent.capture_dir, *key, self.config.node)
         entry = attrs.evolve(listed, state=CaptureState.ERROR)
         self.status_writer.submit(*key, entry)
-        self._report_error(key, f"invalid PacketCapture: {reason}")
+        self._report_error(key, f"invalid PacketCapture: {reason}", log=False)
 
     def _capture_deleted(self, obj: Mapping[str, Any]) -> None:
         meta = obj.get("metadata") or {}
@@ -494,10 +494,11 @@ class KubeNodeAgent:
         else:
             self._reported_errors.pop(key, None)
 
-    def _report_error(self, key: Key, reason: str) -> None:
+    def _report_error(self, key: Key, reason: str, *, log: bool = True) -> None:
         """Log the reason of an Error state and post it as an Event on the capture, once."""
         if self._reported_errors.get(key) == reason:
             return
         self._reported_errors[key] = reason
-        logger.warning("capture %s/%s on %s: Error: %s", *key, self.config.node, reason)
+        if log:
+            logger.warning("capture %s/%s on %s: Error: %s", *key, self.config.node, reason)
         self.status_writer.post_event(*key, reason)
