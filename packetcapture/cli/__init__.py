@@ -30,6 +30,7 @@ COMMAND_MODULES = [
     "packetcapture.cli._selector",
     "packetcapture.cli._compile",
     "packetcapture.cli._node",
+    "packetcapture.cli._kube",
 ]
 
 

@@ -27,7 +27,9 @@ __all__ = ["register"]
 
 
 def _common(parser: argparse.ArgumentParser, *, all_namespaces: bool = True) -> None:
-    parser.add_argument("name", metavar="NAME", help="the PacketCapture's name")
+    # NAME is optional only for copy/clean --kubernetes NAMESPACE/NAME (checked when run).
+    nargs = "?" if all_namespaces else None
+    parser.add_argument("name", metavar="NAME", nargs=nargs, help="the PacketCapture's name")
     if all_namespaces:
         group = parser.add_mutually_exclusive_group()
         group.add_argument(
@@ -43,6 +45,29 @@ def _common(parser: argparse.ArgumentParser, *, all_namespaces: bool = True) -> 
         parser.add_argument(
             "-n", "--namespace", default="default", help="its namespace (default: default)"
         )
+
+
+def _kubernetes_args(parser: argparse.ArgumentParser, what: str) -> None:
+    from packetcapture.cli._kube import _target, kube_args
+
+    group = parser.add_argument_group("on a cluster (instead of NAME and --capture-dir)")
+    group.add_argument("--kubernetes", type=_target, metavar="NAMESPACE/NAME", help=what)
+    kube_args(group)  # type: ignore[arg-type]
+
+
+def _kubernetes_or_name(args: argparse.Namespace, command: str) -> int | None:
+    """Run the cluster variant, or check NAME is there; None means: go on locally."""
+    if args.kubernetes is not None:
+        if args.name is not None:
+            return usage_error(command, "give NAME or --kubernetes NAMESPACE/NAME, not both")
+        from packetcapture.cli import _kube
+
+        return _kube.run_kube_copy(args) if command == "copy" else _kube.run_kube_clean(args)
+    if args.name is None:
+        return usage_error(command, "NAME (or --kubernetes NAMESPACE/NAME) is required")
+    if command == "clean" and args.force:
+        return usage_error(command, "--force goes with --kubernetes")
+    return None
 
 
 def _node_list(value: str) -> list[str]:
@@ -73,6 +98,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=".",
         help="destination directory, created with its parents if missing (default: .)",
     )
+    _kubernetes_args(copy, "copy every node's files into DEST/NODE/ (from the cluster)")
     copy.set_defaults(func=run_copy)
 
     clean = subparsers.add_parser(
@@ -83,6 +109,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _common(clean)
     clean.add_argument(
         "--capture-dir", default=DEFAULT_CAPTURE_DIR, help=f"default {DEFAULT_CAPTURE_DIR}"
+    )
+    _kubernetes_args(clean, "remove the files on every node and empty status fileNames")
+    clean.add_argument(
+        "--force",
+        action="store_true",
+        help="with --kubernetes: clean even when a node's state is not Finished",
     )
     clean.set_defaults(func=run_clean)
 
@@ -163,6 +195,8 @@ def _copy_file(src: Path, dest_dir: Path) -> None:
 
 def run_copy(args: argparse.Namespace) -> int:
     """Copy capture files; exit 0 if at least one namespace's files were copied."""
+    if (done := _kubernetes_or_name(args, "copy")) is not None:
+        return done
     from packetcapture.pcap import capture_directory, capture_file_names
 
     namespaces = _namespaces(args)
@@ -192,6 +226,8 @@ def run_copy(args: argparse.Namespace) -> int:
 
 def run_clean(args: argparse.Namespace) -> int:
     """Delete capture files; exit 0 if at least one namespace's files were deleted."""
+    if (done := _kubernetes_or_name(args, "clean")) is not None:
+        return done
     from packetcapture.pcap import capture_directory, remove_capture_files
 
     namespaces = _namespaces(args)
