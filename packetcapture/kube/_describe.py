@@ -10,6 +10,7 @@ import datetime as _dt
 from collections.abc import Sequence
 from typing import Any
 
+from packetcapture.cli._text import one_line
 from packetcapture.kube._client import CaptureResource
 from packetcapture.kube._files import _api_error, status_entries
 
@@ -100,8 +101,6 @@ def _states(obj: dict[str, Any]) -> str:
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    from packetcapture.cli._text import one_line
-
     cells = [[one_line(c) for c in row] for row in [list(header), *rows]]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
     lines = ["   ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
@@ -148,24 +147,30 @@ def _filters(spec: dict[str, Any]) -> list[str]:
     return out
 
 
+def _v(value: Any) -> str:
+    """Return a value from the API on one line, without control characters."""
+    return one_line(str(value))
+
+
 def describe_capture(obj: dict[str, Any], *, now: _dt.datetime) -> str:
     """``kubectl describe``-style text: metadata, spec, then per node state and files."""
     meta = obj.get("metadata") or {}
     spec = obj.get("spec") or {}
     labels = meta.get("labels") or {}
+    indent = "\n              "
+    created = meta.get("creationTimestamp", "<unknown>")
     lines = [
-        f"Name:         {meta.get('name', '')}",
-        f"Namespace:    {meta.get('namespace', '')}",
+        f"Name:         {_v(meta.get('name', ''))}",
+        f"Namespace:    {_v(meta.get('namespace', ''))}",
         "Labels:       "
-        + ("\n              ".join(f"{k}={v}" for k, v in sorted(labels.items())) or "<none>"),
-        f"API Version:  {obj.get('apiVersion', '')}",
-        f"Created:      {meta.get('creationTimestamp', '<unknown>')} "
-        f"({_age(meta.get('creationTimestamp'), now)} ago)",
+        + (indent.join(_v(f"{k}={v}") for k, v in sorted(labels.items())) or "<none>"),
+        f"API Version:  {_v(obj.get('apiVersion', ''))}",
+        f"Created:      {_v(created)} ({_age(created, now)} ago)",
         "Spec:",
-        f"  Selector:   {spec.get('selector', 'all()')}",
-        "  Filters:    " + ("\n              ".join(_filters(spec)) or "<none> (all traffic)"),
-        f"  Start Time: {spec.get('startTime', '<unset> (at once)')}",
-        f"  End Time:   {spec.get('endTime', '<unset> (until deleted)')}",
+        f"  Selector:   {_v(spec.get('selector', 'all()'))}",
+        "  Filters:    " + (indent.join(_v(f) for f in _filters(spec)) or "<none> (all traffic)"),
+        f"  Start Time: {_v(spec.get('startTime', '<unset> (at once)'))}",
+        f"  End Time:   {_v(spec.get('endTime', '<unset> (until deleted)'))}",
         "Status:",
     ]
     rows = node_rows(obj)
@@ -180,6 +185,6 @@ def describe_capture(obj: dict[str, Any], *, now: _dt.datetime) -> str:
         directory = str(entry.get("directory") or "")
         names = [f for f in entry.get("fileNames") or [] if isinstance(f, str)]
         where = f"{directory}/{ns}/{name}" if directory else f"{ns}/{name}"
-        lines.append(f"  {entry['node']}: {where}/" + ("" if names else " <none>"))
-        lines += [f"    {f}" for f in names]
+        lines.append(f"  {_v(entry['node'])}: {_v(where)}/" + ("" if names else " <none>"))
+        lines += [f"    {_v(f)}" for f in names]
     return "\n".join(lines)
