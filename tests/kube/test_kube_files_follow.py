@@ -78,11 +78,9 @@ def test_follow_refuses_pcapng_and_an_ambiguous_interface(capdir: Path) -> None:
 @pytest.mark.skipif(shutil.which("tcpdump") is None, reason="tcpdump not installed")
 def test_follow_command_output_reads_with_tcpdump(capdir: Path) -> None:
     shutil.copyfile(SAMPLE_PCAP, capdir / NS / NAME / "web_cali1.pcap")
-    follow = subprocess.Popen(
-        [sys.executable, "-m", "packetcapture", "follow", f"{NS}/{NAME}", "--count", "5"]
-        + ["--capture-dir", str(capdir)],  # noqa: RUF005
-        stdout=subprocess.PIPE,
-    )
+    argv = [sys.executable, "-m", "packetcapture", "follow", f"{NS}/{NAME}", "--count", "5"]
+    argv += ["--capture-dir", str(capdir)]
+    follow = subprocess.Popen(argv, stdout=subprocess.PIPE)
     read = subprocess.run(
         ["tcpdump", "-nr", "-"], stdin=follow.stdout, capture_output=True, check=True
     )
