@@ -421,15 +421,19 @@ class NodeAgent:
             self.step(timeout=max_wait)
 
     def idle(self) -> bool:
-        """Return True when nothing can happen any more without a new input.
+        """Return True when no packet can be captured any more without a new input.
 
-        No source is open and no schedule has a pending deadline: every capture has
-        finished, or every replayed source has ended. The CLI stops on it.
+        No source is open (every replayed file has ended, every interface stopped or
+        failed) and no schedule can open one by itself: no interface waits for its
+        ``startTime`` or for a retry. A pending ``endTime`` alone does not count: all it
+        would do is mark the capture ``Finished``, as :meth:`close` does. New input (a
+        capture, an endpoint, an interface coming up) can make the agent busy again. The
+        CLI's ``run`` stops on it.
         """
         with self._lock:
             if any(s.source is not None for r in self._runs.values() for s in r.sessions.values()):
                 return False
-            return self._next_deadline() is None
+            return not any(_may_start(r.schedule) for r in self._runs.values())
 
     def flush(self) -> None:
         """Write every buffered packet to its file now (writers also flush on their own)."""
@@ -685,9 +689,12 @@ class NodeAgent:
             session.packets += writer.packets_written
             session.lost += writer.packets_lost
         if not keep_files:
-            remove_capture_files(
-                self.capture_dir, *run.key, pod=session.pod, interface=session.interface
-            )
+            try:
+                remove_capture_files(
+                    self.capture_dir, *run.key, pod=session.pod, interface=session.interface
+                )
+            except PcapError as exc:  # e.g. the directory was swapped for a symlink
+                logger.warning("capture %s/%s: cannot delete its files: %s", *run.key, exc)
             session.packets = session.bytes = session.deleted = 0
         run.dirty = True
         return failure
@@ -831,7 +838,15 @@ class NodeAgent:
     # -- internals: status --------------------------------------------------------------
 
     def _file_entry(self, run: _Run) -> PacketCaptureFile:
-        listed = list_capture_files(self.capture_dir, *run.key, self.node_name)
+        try:
+            listed = list_capture_files(self.capture_dir, *run.key, self.node_name)
+        except PcapError as exc:
+            # Someone swapped the directory for a symlink (or made it unreadable): the
+            # run goes on, its status lists no file rather than one read through a symlink.
+            logger.warning("capture %s/%s: cannot list its files: %s", *run.key, exc)
+            listed = PacketCaptureFile(
+                directory=os.fspath(self.capture_dir), file_names=(), node=self.node_name
+            )
         return attrs.evolve(listed, state=run.schedule.node_state())
 
     def _report(self) -> None:
@@ -894,6 +909,15 @@ class NodeAgent:
                 pass
         except BlockingIOError:
             pass
+
+
+def _may_start(schedule: CaptureSchedule) -> bool:
+    """Whether a schedule will start a capture by itself: a start time or a retry is due."""
+    for name in schedule.interfaces():
+        status = schedule.status(name)
+        if status.state is CaptureState.SCHEDULED or status.retry_at is not None:
+            return True
+    return False
 
 
 def _files_of(names: Iterable[str], pod: str, interface: str) -> tuple[str, ...]:
