@@ -382,13 +382,17 @@ def test_log_lines_stay_one_line(tmp_path: Path) -> None:
     """A control character in a logged name does not split the CLI's stderr lines."""
     script = (
         "import logging, sys; from packetcapture.cli import main; "
-        f"main(['status', 'ns/x', '--capture-dir', {str(tmp_path)!r}, '--node', 'n']); "
-        "logging.getLogger('packetcapture.test').warning('interface %s failed', 'ca\\nli\\x1b')"
+        f"main(['-v', 'status', 'ns/x', '--capture-dir', {str(tmp_path)!r}, '--node', 'n']); "
+        "log = logging.getLogger('packetcapture.test'); "
+        "log.warning('interface %s failed', 'ca\\nli\\x1b'); "
+        "log.info('interface %s is up', 'ca\\rli')"
     )
     done = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, check=False
     )
-    assert "WARNING packetcapture.test: interface ca\\nli\\x1b failed" in done.stderr.splitlines()
+    lines = done.stderr.splitlines()
+    assert "packetcapture: warning: interface ca\\nli\\x1b failed" in lines, lines
+    assert "INFO packetcapture.test: interface ca\\rli is up" in lines, lines
 
 
 def test_sigterm_during_set_up_stops_it(tmp_path: Path) -> None:
