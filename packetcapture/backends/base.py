@@ -230,6 +230,11 @@ class PacketSource(abc.ABC):
         return None
 
     @property
+    def link_lost(self) -> bool:
+        """True when the source ended because its interface went down or was removed."""
+        return False
+
+    @property
     def delivered(self) -> int:
         """Packets handed out by :meth:`read` and :meth:`read_raw` so far."""
         return self._delivered
