@@ -190,6 +190,7 @@ class ReplaySource(PacketSource):
         # The raw lane needs only the scanner; the per-packet executor is generated (a
         # compile() of the whole program) when a packet lane first asks for it.
         self._program = program
+        self._verdict: Callable[[bytes], int] = self._first_verdict
         self._scanner = program.pcap_scanner()  # the raw lane's fused filter loop
         self._received = self._filtered = 0
         self._error: ReplayFileError | None = None
@@ -253,12 +254,10 @@ class ReplaySource(PacketSource):
             raise self._error
         return packets
 
-    @property
-    def _verdict(self) -> Callable[[bytes], int]:
-        return self._program.executor()  # made once, kept by the program
-
-    def _keep(self, frame: bytes) -> int:
-        return self._program.executor()(frame)
+    def _first_verdict(self, frame: bytes) -> int:
+        """Generate the executor on first use and put it in ``_verdict`` for later calls."""
+        self._verdict = verdict = self._program.executor()
+        return verdict(frame)
 
     def _read_fast(self, max_packets: int) -> list[Packet]:
         out: list[Packet] = []
@@ -330,7 +329,7 @@ class ReplaySource(PacketSource):
     ) -> tuple[list[bytes], int, int]:
         """Run ``_read_fast``'s loop on raw batches: return ``(parts, count, records left)``."""
         parts: list[bytes] = []
-        verdict = self._keep  # not called when the scanner runs the filter
+        verdict = self._verdict  # not called when the scanner runs the filter
         count = 0
         budget = max_packets  # records read per call, kept or not, as in _read_fast
         while budget > 0:
@@ -435,6 +434,7 @@ class ReplaySource(PacketSource):
 
     def _set_program(self, program: BpfProgram) -> None:
         self._program = program
+        self._verdict = self._first_verdict
         self._scanner = program.pcap_scanner()
 
     def _stats(self) -> SourceStats:
