@@ -7,8 +7,10 @@
    ``tcp port 80``). Median wall and CPU (user + system) time of many runs, against the goals.
 2. Replay through the CLI: a generated 1,000,000-frame pcap through ``tcp port 80 or udp
    port 53`` (two capture rules) into one file, process start to exit: ``packetcapture run
-   --replay`` vs ``tcpdump -r -w`` followed by an fsync of its output (our writer fsyncs on
-   close: equal durability), and plain ``tcpdump -r -w`` beside it; the same packets out.
+   --replay`` (default ``--replay-clock file``, and ``wall``, whose raw lane copies kept
+   records as stored) vs ``tcpdump -r -w`` followed by an fsync of its output (our writer
+   fsyncs on close: equal durability), and plain ``tcpdump -r -w`` beside it; the same
+   packets out.
 
 Usage: python bench/bench_cli.py [--runs N] [--frames N] [--repeat N] [--skip-replay]
 Not a test: no timed asserts. On a loaded machine read the CPU column and the ratios.
