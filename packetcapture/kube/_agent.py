@@ -426,9 +426,12 @@ class KubeNodeAgent:
                 _request_timeout=self.config.request_timeout,
             ).release_conn()
         except Exception as exc:
-            if api_status(exc) in (404, 403):
-                return "pods"
-            raise
+            if api_status(exc) not in (404, 403):
+                logger.warning(
+                    "cannot tell whether WorkloadEndpoints are served (%s); using pods",
+                    str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                )
+            return "pods"
         return "workloadendpoints"
 
     # -- endpoints -------------------------------------------------------------------------
