@@ -10,7 +10,12 @@ from packetcapture._defaults import DEFAULT_SNAPLEN
 from packetcapture.cli._run import snaplen
 from packetcapture.errors import FilterCompileError, ValidationError
 
-__all__ = ["register"]
+# typing.TYPE_CHECKING without importing typing; type checkers know it.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from packetcapture.model import PacketCapture
+
+__all__ = ["load_one_capture", "register"]
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -63,29 +68,12 @@ def run(args: argparse.Namespace) -> int:
     # Imported when the command runs, not when the parser is built (keeps --help cheap).
     from packetcapture.bpf import LINKTYPES, compile_filters, pcap_expression
     from packetcapture.cli._text import one_line
-    from packetcapture.model import PacketCapture
-    from packetcapture.serde import load_all
 
-    name = args.capture
-    shown = one_line(name)
-    try:
-        data = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
-    except OSError as exc:
-        reason = one_line(str(exc.strerror or exc))
-        print(f"packetcapture: error: {shown}: cannot read: {reason}", file=sys.stderr)
+    capture = load_one_capture(args.capture)
+    if capture is None:
         return 1
-    try:
-        captures = [r for r in load_all(data) if isinstance(r, PacketCapture)]
-    except ValidationError as exc:
-        print(f"packetcapture: error: {shown}: {one_line(exc.lines()[0])}", file=sys.stderr)
-        return 1
-    if len(captures) != 1:
-        print(
-            f"packetcapture: error: {shown}: expected one PacketCapture, found {len(captures)}",
-            file=sys.stderr,
-        )
-        return 1
-    rules = captures[0].spec.filters
+    shown = one_line(args.capture)
+    rules = capture.spec.filters
     if args.linktype not in LINKTYPES:
         print(
             f"packetcapture: error: unsupported link type {args.linktype} "
@@ -109,3 +97,33 @@ def run(args: argparse.Namespace) -> int:
         return 1
     sys.stdout.write(program.disassemble(args.fmt))
     return 0
+
+
+def load_one_capture(name: str) -> PacketCapture | None:
+    """Load the one PacketCapture of file ``name`` (``-``: standard input).
+
+    On a problem, print ``packetcapture: error: NAME: ...`` and return None.
+    """
+    from packetcapture.cli._text import one_line
+    from packetcapture.model import PacketCapture
+    from packetcapture.serde import load_all
+
+    shown = one_line(name)
+    try:
+        data = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
+    except OSError as exc:
+        reason = one_line(str(exc.strerror or exc))
+        print(f"packetcapture: error: {shown}: cannot read: {reason}", file=sys.stderr)
+        return None
+    try:
+        captures = [r for r in load_all(data) if isinstance(r, PacketCapture)]
+    except ValidationError as exc:
+        print(f"packetcapture: error: {shown}: {one_line(exc.lines()[0])}", file=sys.stderr)
+        return None
+    if len(captures) != 1:
+        print(
+            f"packetcapture: error: {shown}: expected one PacketCapture, found {len(captures)}",
+            file=sys.stderr,
+        )
+        return None
+    return captures[0]

@@ -15,6 +15,7 @@ from pathlib import Path
 # Only what the parsers need at import time: `packetcapture --help` stays cheap. The
 # commands import packetcapture.pcap (and shutil, tempfile, logging) when they run.
 from packetcapture._defaults import DEFAULT_CAPTURE_DIR
+from packetcapture.cli._names import add_name_args, capture_dir_help, resolve_name
 from packetcapture.cli._text import one_line, usage_error
 from packetcapture.errors import PacketCaptureError, PcapError
 
@@ -27,24 +28,9 @@ __all__ = ["register"]
 
 
 def _common(parser: argparse.ArgumentParser, *, all_namespaces: bool = True) -> None:
+    # [NAMESPACE/]NAME and -n, as every command takes them (resolved by resolve_name);
     # NAME is optional only for copy/clean --kubernetes NAMESPACE/NAME (checked when run).
-    nargs = "?" if all_namespaces else None
-    parser.add_argument("name", metavar="NAME", nargs=nargs, help="the PacketCapture's name")
-    if all_namespaces:
-        group = parser.add_mutually_exclusive_group()
-        group.add_argument(
-            "-n", "--namespace", default="default", help="its namespace (default: default)"
-        )
-        group.add_argument(
-            "-a",
-            "--all-namespaces",
-            action="store_true",
-            help="every namespace holding a capture called NAME",
-        )
-    else:
-        parser.add_argument(
-            "-n", "--namespace", default="default", help="its namespace (default: default)"
-        )
+    add_name_args(parser, all_namespaces=all_namespaces, optional=all_namespaces)
 
 
 def _kubernetes_args(parser: argparse.ArgumentParser, what: str) -> None:
@@ -89,9 +75,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         ),
     )
     _common(copy)
-    copy.add_argument(
-        "--capture-dir", default=DEFAULT_CAPTURE_DIR, help=f"default {DEFAULT_CAPTURE_DIR}"
-    )
+    copy.add_argument("--capture-dir", default=DEFAULT_CAPTURE_DIR, help=capture_dir_help())
     copy.add_argument(
         "-d",
         "--dest",
@@ -107,9 +91,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Delete CAPTURE_DIR/NAMESPACE/NAME and every file in it.",
     )
     _common(clean)
-    clean.add_argument(
-        "--capture-dir", default=DEFAULT_CAPTURE_DIR, help=f"default {DEFAULT_CAPTURE_DIR}"
-    )
+    clean.add_argument("--capture-dir", default=DEFAULT_CAPTURE_DIR, help=capture_dir_help())
     _kubernetes_args(clean, "remove the files on every node and empty status fileNames")
     clean.add_argument(
         "--force",
@@ -131,10 +113,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _common(merge, all_namespaces=False)
     merge.add_argument(
         "--capture-dir",
-        nargs="+",
-        action="extend",  # like --node: "--capture-dir a b" or "--capture-dir a --capture-dir b"
+        action="append",  # one DIR a flag: a flag taking several words would swallow NAME
         metavar="DIR",
-        help=f"one or more directories (default {DEFAULT_CAPTURE_DIR})",
+        help=capture_dir_help("a directory; repeat the flag for more"),
     )
     merge.add_argument(
         "--node",
@@ -176,29 +157,15 @@ def _namespaces(args: argparse.Namespace) -> list[str] | None:
     return [args.namespace]
 
 
-def _copy_file(src: Path, dest_dir: Path) -> None:
-    # Write a temporary file and rename it, so a symlink planted at the destination is
-    # replaced rather than followed.
-    import shutil
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(prefix=".pcap-copy-", dir=dest_dir)
-    try:
-        with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
-            shutil.copyfileobj(inp, out, 1 << 20)
-        shutil.copystat(src, tmp)
-        os.replace(tmp, dest_dir / src.name)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def run_copy(args: argparse.Namespace) -> int:
     """Copy capture files; exit 0 if at least one namespace's files were copied."""
+    from packetcapture.pcap import capture_file_names, copy_capture_files
+
     if (done := _kubernetes_or_name(args, "copy")) is not None:
         return done
-    from packetcapture.pcap import capture_directory, capture_file_names
 
+    if (usage := resolve_name(args, "copy")) is not None:
+        return usage
     namespaces = _namespaces(args)
     if namespaces is None:
         return 1
@@ -206,15 +173,14 @@ def run_copy(args: argparse.Namespace) -> int:
     copied_any = False
     for ns in namespaces:
         try:
-            src = capture_directory(args.capture_dir, ns, args.name)
             names = capture_file_names(args.capture_dir, ns, args.name)
             if not names:
                 errors.append(f"no files for capture {ns}/{args.name} in {args.capture_dir}")
                 continue
             dest = Path(args.dest) / ns if args.all_namespaces else Path(args.dest)
             dest.mkdir(parents=True, exist_ok=True)
-            for fname in names:
-                _copy_file(src / fname, dest)
+            # Read through the capture directory's descriptor, never by path (symlinks).
+            names = copy_capture_files(args.capture_dir, ns, args.name, dest)
             print(one_line(f"copied {len(names)} file(s) of {ns}/{args.name} to {dest}"))
             copied_any = True
         except (PacketCaptureError, OSError) as exc:
@@ -230,6 +196,8 @@ def run_clean(args: argparse.Namespace) -> int:
         return done
     from packetcapture.pcap import capture_directory, remove_capture_files
 
+    if (usage := resolve_name(args, "clean")) is not None:
+        return usage
     namespaces = _namespaces(args)
     if namespaces is None:
         return 1
@@ -242,7 +210,9 @@ def run_clean(args: argparse.Namespace) -> int:
                 errors.append(f"no files for capture {ns}/{args.name} in {args.capture_dir}")
                 continue
             removed = remove_capture_files(args.capture_dir, ns, args.name)
-            print(one_line(f"removed {target} ({len(removed)} file(s))"))
+            # Capture files, as copy counts them: not run's hidden .status-NODE.yaml.
+            files = [n for n in removed if not n.startswith(".")]
+            print(one_line(f"removed {target} ({len(files)} file(s))"))
             cleaned_any = True
         except (PacketCaptureError, OSError) as exc:
             errors.append(f"{ns}/{args.name}: {exc}")
@@ -253,7 +223,9 @@ def run_clean(args: argparse.Namespace) -> int:
 
 def run_merge(args: argparse.Namespace) -> int:
     """Merge capture files into one pcapng."""
-    # No default list in the parser: "extend" would add to it.
+    if (usage := resolve_name(args, "merge")) is not None:
+        return usage
+    # No default list in the parser: "append" would add to it.
     dirs: list[str] = args.capture_dir or [DEFAULT_CAPTURE_DIR]
     if args.node is not None and len(args.node) != len(dirs):
         return usage_error(

@@ -10,7 +10,7 @@ import argparse
 import os
 from pathlib import Path
 
-from packetcapture._defaults import DEFAULT_SNAPLEN
+from packetcapture._defaults import DEFAULT_CAPTURE_DIR, DEFAULT_SNAPLEN
 from packetcapture.cli._run import _positive_float, _positive_int, snaplen
 
 # typing.TYPE_CHECKING without importing typing (start-up); type checkers know the name.
@@ -20,8 +20,6 @@ if TYPE_CHECKING:
     from typing import Any
 
 __all__ = ["ENVIRONMENT", "register", "resolve_environment"]
-
-DEFAULT_CAPTURE_DIR = "/var/log/calico/pcap"
 
 
 def _format(text: str) -> str:
