@@ -715,6 +715,7 @@ class ApiEmulator:
         subresource: str | None,
         whole: bool = False,
         precondition: str | None = None,
+        system: bool = False,
     ) -> dict[str, Any]:
         old = self._get_or_404(rt, ns, name)
         old_meta = old["metadata"]
@@ -752,13 +753,10 @@ class ApiEmulator:
         else:
             result = copy.deepcopy(new)
             meta = _meta(result)
-            for key in (
-                "uid",
-                "creationTimestamp",
-                "generation",
-                "deletionTimestamp",
-                "deletionGracePeriodSeconds",
-            ):
+            kept = ["uid", "creationTimestamp", "generation"]
+            if not system:  # clients cannot set or clear a deletion themselves
+                kept += ["deletionTimestamp", "deletionGracePeriodSeconds"]
+            for key in kept:
                 if key in old_meta:
                     meta[key] = old_meta[key]
                 else:
@@ -813,7 +811,7 @@ class ApiEmulator:
             new = copy.deepcopy(obj)
             new["metadata"]["deletionTimestamp"] = _now()
             new["metadata"]["deletionGracePeriodSeconds"] = 0
-            return self._update_locked(rt, ns, name, new, subresource=None, whole=True)
+            return self._update_locked(rt, ns, name, new, subresource=None, whole=True, system=True)
         if rt.kind == "Namespace":
             # The namespace controller's work, done at once: every object in it goes first.
             for other in self._types.values():
