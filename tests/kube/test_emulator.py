@@ -729,20 +729,25 @@ def close_ws(resp) -> None:
     resp.sock.shutdown()
 
 
-def run_exec(core, ns, name, argv, *, binary=False, stdin=None):
-    """Run a command through pods/exec; returns (stdout, stderr, exit code)."""
-    resp = stream(
+def open_exec(core, ns, name, argv, *, binary=False, stdin=False):
+    """Start a command through pods/exec; returns the open WSClient."""
+    return stream(
         core.connect_get_namespaced_pod_exec,
         name,
         ns,
         command=argv,
         stdout=True,
         stderr=True,
-        stdin=stdin is not None,
+        stdin=stdin,
         tty=False,
         _preload_content=False,
         binary=binary,
     )
+
+
+def run_exec(core, ns, name, argv, *, binary=False, stdin=None):
+    """Run a command through pods/exec; returns (stdout, stderr, exit code)."""
+    resp = open_exec(core, ns, name, argv, binary=binary, stdin=stdin is not None)
     try:
         if stdin is not None:
             resp.write_stdin(stdin)
@@ -786,17 +791,7 @@ def test_exec_streams_output_as_it_is_produced(core, ns, running_pod, emulator):
         return 0
 
     emulator.set_exec_handler(handler)
-    resp = stream(
-        core.connect_get_namespaced_pod_exec,
-        running_pod,
-        ns,
-        command=["follow"],
-        stdout=True,
-        stderr=False,
-        stdin=False,
-        tty=False,
-        _preload_content=False,
-    )
+    resp = open_exec(core, ns, running_pod, ["follow"])
     try:
         # "first" arrives while the command is still running (it waits for us).
         assert resp.readline_stdout(timeout=5) == "first"
@@ -866,17 +861,7 @@ def test_stop_closes_open_exec_sessions(core, ns, running_pod, emulator):
             ended.set()
 
     emulator.set_exec_handler(handler)
-    resp = stream(
-        core.connect_get_namespaced_pod_exec,
-        running_pod,
-        ns,
-        command=["forever"],
-        stdout=True,
-        stderr=False,
-        stdin=False,
-        tty=False,
-        _preload_content=False,
-    )
+    resp = open_exec(core, ns, running_pod, ["forever"])
     try:
         assert started.wait(5)
         emulator.stop()
