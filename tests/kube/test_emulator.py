@@ -18,11 +18,14 @@ from typing import Any
 import pytest
 import urllib3
 import websocket
+from hypothesis import given
+from hypothesis import strategies as st
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 from kubernetes.stream import stream
 
 from tests.kube.emulator import ApiEmulator, LocalExec
+from tests.kube.emulator._patch import PatchError, json_patch, merge_patch
 
 GROUP, VERSION, PLURAL = "projectcalico.org", "v3", "packetcaptures"
 
@@ -890,3 +893,118 @@ def test_emulator_is_usable_without_the_fixture(tmp_path: Path):
         assert emu.get("v1", "Node", None, "n1")["metadata"]["uid"] == created["metadata"]["uid"]
         emu.delete("v1", "Node", None, "n1")
         assert emu.get("v1", "Node", None, "n1") is None
+
+
+def test_terminating_namespace_forbids_new_content(core, ns):
+    core.create_namespace({"metadata": {"name": "closing", "finalizers": ["example.com/hold"]}})
+    core.delete_namespace("closing")
+    with pytest.raises(ApiException) as info:
+        core.create_namespaced_pod("closing", pod("p1"))
+    assert info.value.status == 403
+    assert "because it is being terminated" in status_body(info.value)["message"]
+
+
+# ------------------------------------------------------------- concurrency
+
+
+def test_guarded_read_modify_write_never_loses_an_entry(custom, ns, emulator):
+    """Writers that send the RV they read and retry on 409 keep every entry (the agents' rule)."""
+    custom.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, capture("c1"))
+    writers, rounds = 4, 5
+    conflicts = []
+
+    def writer(node: str) -> None:
+        with emulator.api_client() as api_client:
+            api = client.CustomObjectsApi(api_client)
+            for i in range(rounds):
+                while True:
+                    obj = api.get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "c1")
+                    files = (obj.get("status") or {}).get("files", [])
+                    body = {
+                        "metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]},
+                        "status": {"files": [*files, {"node": node, "n": i}]},
+                    }
+                    try:
+                        api.patch_namespaced_custom_object_status(
+                            GROUP, VERSION, ns, PLURAL, "c1", body
+                        )
+                        break
+                    except ApiException as exc:
+                        assert exc.status == 409
+                        conflicts.append(node)
+
+    threads = [threading.Thread(target=writer, args=(f"n{k}",)) for k in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert not any(t.is_alive() for t in threads)
+    files = emulator.get(f"{GROUP}/{VERSION}", "PacketCapture", ns, "c1")["status"]["files"]
+    assert sorted((f["node"], f["n"]) for f in files) == sorted(
+        (f"n{k}", i) for k in range(writers) for i in range(rounds)
+    )
+
+
+def test_watch_sees_every_concurrent_change_in_rv_order(core, ns, emulator):
+    rv = core.list_namespaced_pod(ns).metadata.resource_version
+    names = [f"p{t}-{i}" for t in range(3) for i in range(10)]
+
+    def creator(t: int) -> None:
+        for i in range(10):
+            emulator.create(
+                {"apiVersion": "v1", "kind": "Pod", **pod(f"p{t}-{i}")}
+                | {"metadata": {"name": f"p{t}-{i}", "namespace": ns}}
+            )
+
+    threads = [threading.Thread(target=creator, args=(t,)) for t in range(3)]
+    for thread in threads:
+        thread.start()
+    got = events(core.list_namespaced_pod, ns, resource_version=rv, count=len(names), timeout=5)
+    for thread in threads:
+        thread.join(timeout=10)
+    assert sorted(e["object"].metadata.name for e in got) == sorted(names)
+    rvs = [int(e["object"].metadata.resource_version) for e in got]
+    assert rvs == sorted(rvs) and len(set(rvs)) == len(rvs)
+
+
+# ------------------------------------------------------------------ patches
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=3),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=3), children, max_size=3)
+    ),
+    max_leaves=10,
+)
+json_objects = st.dictionaries(st.text(max_size=3), json_values, max_size=4)
+
+
+@given(json_objects, json_objects)
+def test_merge_patch_is_idempotent_and_nulls_delete(target, patch):
+    once = merge_patch(target, patch)
+    assert merge_patch(once, patch) == once
+    for key, value in patch.items():
+        if value is None:
+            assert key not in once
+        elif not isinstance(value, dict):
+            assert once[key] == value
+
+
+@given(json_objects, st.text(max_size=3), json_values)
+def test_json_patch_add_then_remove_restores(target, key, value):
+    pointer = "/" + key.replace("~", "~0").replace("/", "~1")
+    if key in target:
+        replaced = json_patch(target, [{"op": "replace", "path": pointer, "value": value}])
+        assert replaced[key] == value
+        return
+    added = json_patch(
+        target,
+        [
+            {"op": "add", "path": pointer, "value": value},
+            {"op": "test", "path": pointer, "value": value},
+        ],
+    )
+    assert added[key] == value
+    assert json_patch(added, [{"op": "remove", "path": pointer}]) == target
+    with pytest.raises(PatchError):
+        json_patch(target, [{"op": "remove", "path": pointer}])

@@ -611,7 +611,7 @@ class ApiEmulator:
         if kind is not None:
             watch.queue.put({"type": kind, "object": self._render(watch.rt, event.obj)})
 
-    def _check_namespace(self, rt: ResourceType, ns: str) -> None:
+    def _check_namespace(self, rt: ResourceType, ns: str, name: str) -> None:
         if not rt.namespaced:
             return
         namespace = self._find("namespaces", "", ns)
@@ -624,7 +624,7 @@ class ApiEmulator:
         if namespace["metadata"].get("deletionTimestamp"):
             raise EmulatorError(
                 403,
-                f'{rt.kind.lower()}s "{_meta(namespace).get("name")}" is forbidden: unable to '
+                f'{rt.group_resource} "{name}" is forbidden: unable to '
                 f"create new content in namespace {ns} because it is being terminated",
             )
 
@@ -653,7 +653,7 @@ class ApiEmulator:
                 )
             meta["namespace"] = ns
             if from_api:
-                self._check_namespace(rt, ns)
+                self._check_namespace(rt, ns, name)
         else:
             meta.pop("namespace", None)
         if from_api and rt.kind == "Pod" and not (obj.get("spec") or {}).get("containers"):
