@@ -1008,3 +1008,31 @@ def test_json_patch_add_then_remove_restores(target, key, value):
     assert json_patch(added, [{"op": "remove", "path": pointer}]) == target
     with pytest.raises(PatchError):
         json_patch(target, [{"op": "remove", "path": pointer}])
+
+
+def test_watch_with_field_selector(core, ns):
+    rv = core.list_namespaced_pod(ns).metadata.resource_version
+    core.create_namespaced_pod(ns, pod("elsewhere", node="node-2"))
+    core.create_namespaced_pod(ns, pod("here", node="node-1"))
+    got = events(
+        core.list_pod_for_all_namespaces,
+        resource_version=rv,
+        field_selector="spec.nodeName=node-1",
+        count=1,
+    )
+    assert [(e["type"], e["object"].metadata.name) for e in got] == [("ADDED", "here")]
+
+
+def test_exec_v5_closes_stdin_with_a_close_frame(core, ns, running_pod, emulator):
+    emulator.exec_protocols = ("v5.channel.k8s.io", "v4.channel.k8s.io")
+    emulator.set_exec_handler(lambda ns_, pod_, c, argv, stdin, out, err: out(stdin.upper()) or 0)
+    resp = open_exec(core, ns, running_pod, ["upper"], binary=True, stdin=True)
+    try:
+        assert resp.subprotocol == "v5.channel.k8s.io"
+        resp.write_stdin(b"abc")
+        resp.close_channel(0)
+        resp.run_forever(timeout=5)
+        assert resp.read_stdout() == b"ABC"
+        assert resp.returncode == 0
+    finally:
+        close_ws(resp)
