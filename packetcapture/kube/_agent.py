@@ -242,7 +242,7 @@ class KubeNodeAgent:
         self.pods = PodEndpoints(config.node, config.interface_prefix)
         self._lock = threading.RLock()
         self._invalid: dict[Key, str] = {}  # capture -> the reason it was refused
-        self._applied: dict[Key, object] = {}  # capture -> the spec applied
+        self._applied: dict[Key, tuple[object, object]] = {}  # capture -> (uid, spec) applied
         self._inputs = _Inputs()
         self._reported_errors: dict[Key, str] = {}
         self._heartbeat = time.monotonic()
@@ -485,9 +485,13 @@ class KubeNodeAgent:
     def _capture_upserted(self, obj: Mapping[str, Any]) -> None:
         meta = obj.get("metadata") or {}
         key = (str(meta.get("namespace") or "default"), str(meta.get("name") or ""))
-        spec = obj.get("spec")
+        spec = (meta.get("uid"), obj.get("spec"))
         if key in self._applied and self._applied[key] == spec:
             return  # a status write (ours or another node's) or a metadata change: no news
+        old = self._applied.get(key)
+        if old is not None and old[0] != spec[0]:
+            # Deleted and created again while we were not watching: a new capture.
+            self._capture_deleted(obj)
         try:
             capture = capture_from_object(obj)
             with self._lock:

@@ -431,7 +431,8 @@ def test_capture_recreated_while_away_is_a_new_capture(api_client: Any, tmp_path
             wait_for(lambda: files_of(emulator, "ns", "cap", "n1"), what="files")
             path = root / "ns" / "cap" / pcap_name("ns", "a")
             wait_for(lambda: entries(emulator, "ns", "cap")["n1"]["state"] == "Finished")
-            inode = path.stat().st_ino
+            marker = root / "ns" / "cap" / "old-capture-was-here"
+            marker.write_text("")
             emulator.set_down(True)
             emulator.delete(*PC, "ns", "cap")
             emulator.create(capture("ns", "cap"))  # same name and spec, a new object
@@ -439,9 +440,9 @@ def test_capture_recreated_while_away_is_a_new_capture(api_client: Any, tmp_path
             emulator.set_down(False)
             # Deleting the old one removed its files; the new one captured afresh.
             wait_for(
-                lambda: path.exists() and path.stat().st_ino != inode,
+                lambda: not marker.exists() and path.exists(),
                 timeout=20,
-                what="the file written again",
+                what="the old capture's directory removed and the file written again",
             )
             wait_for(lambda: files_of(emulator, "ns", "cap", "n1") == [pcap_name("ns", "a")])
             assert [c.key for c in kube.agent.captures()] == [("ns", "cap")]
