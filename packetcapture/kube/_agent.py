@@ -29,7 +29,7 @@ from packetcapture.agent import NodeAgent, effective_selector
 from packetcapture.errors import PacketCaptureError, ValidationError
 from packetcapture.kube._client import CaptureResource, require_kubernetes
 from packetcapture.kube._endpoints import EndpointChanges, PodEndpoints
-from packetcapture.kube._reflector import Reflector, api_status
+from packetcapture.kube._reflector import Reflector, api_status, describe_error
 from packetcapture.kube._status import StatusWriter
 from packetcapture.model import (
     CaptureState,
@@ -429,7 +429,7 @@ class KubeNodeAgent:
             if api_status(exc) not in (404, 403):
                 logger.warning(
                     "cannot tell whether WorkloadEndpoints are served (%s); using pods",
-                    str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                    describe_error(exc),
                 )
             return "pods"
         return "workloadendpoints"

@@ -285,5 +285,10 @@ def describe_error(exc: BaseException) -> str:
     if status is not None:
         reason = getattr(exc, "reason", "") or ""
         return f"API error {status} {reason}".strip()
+    cause = getattr(exc, "reason", None)
+    if isinstance(cause, BaseException):
+        # urllib3's MaxRetryError: what failed on the last attempt says more.
+        text = str(cause).rsplit("): ", 1)[-1].strip("'\")")
+        return f"cannot reach the API server: {text}" if text else type(cause).__name__
     text = str(exc).splitlines()[0] if str(exc) else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
