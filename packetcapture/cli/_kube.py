@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from packetcapture.kube._client import CaptureResource
-    from packetcapture.kube._files import NodeOutcome
 
 from packetcapture._defaults import DEFAULT_CAPTURE_DIR
 from packetcapture.cli._text import one_line, usage_error
+
+# typing.TYPE_CHECKING without importing typing (~3 ms at start-up); type checkers know it.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from packetcapture.kube._client import CaptureResource
+    from packetcapture.kube._files import NodeOutcome
 
 __all__ = ["kube_args", "register", "run_kube_clean", "run_kube_copy"]
 
