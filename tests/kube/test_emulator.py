@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import sys
 import tarfile
 import threading
 import time
@@ -1036,3 +1037,25 @@ def test_exec_v5_closes_stdin_with_a_close_frame(core, ns, running_pod, emulator
         assert resp.returncode == 0
     finally:
         close_ws(resp)
+
+
+def test_local_exec_runs_mapped_commands_with_rewritten_paths(
+    core, ns, running_pod, emulator, tmp_path
+):
+    (tmp_path / ns).mkdir()
+    local = LocalExec(
+        pod_roots={(ns, running_pod): {"/var/log/calico/pcap": tmp_path}},
+        commands={"packetcapture": [sys.executable, "-m", "packetcapture"]},
+    )
+    emulator.set_exec_handler(local)
+    _out, err, code = run_exec(
+        core,
+        ns,
+        running_pod,
+        ["packetcapture", "status", "--capture-dir=/var/log/calico/pcap", f"{ns}/missing"],
+    )
+    assert code != 0
+    assert "error: " in err  # the real CLI ran and refused the arguments
+    ((_ns, _pod, argv),) = local.calls
+    assert argv[:3] == [sys.executable, "-m", "packetcapture"]
+    assert f"--capture-dir={tmp_path}" in argv
