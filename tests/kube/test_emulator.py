@@ -1059,3 +1059,27 @@ def test_local_exec_runs_mapped_commands_with_rewritten_paths(
     ((_ns, _pod, argv),) = local.calls
     assert argv[:3] == [sys.executable, "-m", "packetcapture"]
     assert f"--capture-dir={tmp_path}" in argv
+
+
+@pytest.mark.parametrize("how", ["stop", "end_watches"])
+def test_open_watches_end_on_stop_or_end_watches(core, ns, emulator, how):
+    rv = core.list_namespaced_pod(ns).metadata.resource_version
+    outcome: list[str] = []
+
+    def run() -> None:
+        try:
+            got = events(core.list_namespaced_pod, ns, resource_version=rv, count=5, timeout=30)
+            outcome.append(f"ended with {len(got)} events")
+        except Exception as exc:
+            outcome.append(type(exc).__name__)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    deadline = time.monotonic() + 5
+    while emulator.watch_count == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    getattr(emulator, how)()
+    thread.join(timeout=10)
+    assert not thread.is_alive()
+    # stop() cuts the connection; end_watches() closes the stream the way a server timeout does.
+    assert outcome == (["ProtocolError"] if how == "stop" else ["ended with 0 events"])
