@@ -31,13 +31,19 @@ import logging
 import os
 import selectors
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from operator import itemgetter
 from pathlib import Path
 
 import attrs
 
-from packetcapture.backends.base import CaptureBackend, LinktypeMismatchError, PacketSource
+from packetcapture.backends.base import (
+    CaptureBackend,
+    LinktypeMismatchError,
+    Packet,
+    PacketSource,
+)
 from packetcapture.bpf import BpfProgram, compile_filters, pcap_expression
 from packetcapture.clock import Clock, SystemClock
 from packetcapture.errors import BackendError, PacketCaptureError, PcapError
@@ -86,6 +92,9 @@ EndpointKey = tuple[str, str]
 StatusCallback = Callable[[str, str, PacketCaptureStatus], object]
 
 _READ_BATCH = 4096
+# At stop, what a source still holds is written for at most this long (a replayed file
+# played as fast as possible holds all of it); the rest is counted as dropped.
+_DRAIN_SECONDS = 5.0
 _data_of = itemgetter(1)  # a packet's bytes
 _TICK_INTERVAL = _dt.timedelta(seconds=1)
 
@@ -109,11 +118,17 @@ class InterfaceDetails:
     state: CaptureState
     packets: int  #: packets written to files
     bytes: int  #: captured bytes written to files
-    dropped: int  #: packets lost in the kernel (live capture)
+    #: packets lost: in the kernel (live capture), or taken from the source but never
+    #: written (the writer failed, or they were still queued when the capture stopped);
+    #: ``packets + dropped`` is every packet the filter passed
+    dropped: int
     filtered: int  #: packets the filter rejected, where the backend counts them
     packets_deleted: int  #: packets in rotated files deleted by retention
     error: str | None
     files: tuple[str, ...]
+    #: why its capture last stopped by itself ("interface cali1 went down", "packet limit
+    #: reached", "end of replay file"), until it starts again
+    reason: str | None = None
 
 
 @attrs.frozen
@@ -141,20 +156,25 @@ class _Session:
     source: PacketSource | None = None
     writer: RotatingWriter | None = None
     seen_packet: bool = False
-    packets: int = 0
+    packets: int = 0  # written by writers already closed
     bytes: int = 0
     dropped: int = 0  # from sources already closed
+    lost: int = 0  # taken from a source but never written (see InterfaceDetails.dropped)
+    reason: str | None = None  # why its source last ended by itself
     filtered: int = 0
     deleted: int = 0  # packets deleted by retention, from writers already closed
 
-    def totals(self) -> tuple[int, int]:
-        """Return (kernel drops, filtered) including the open source."""
-        dropped, filtered = self.dropped, self.filtered
+    def totals(self) -> tuple[int, int, int]:
+        """Return (packets written, dropped, filtered), the open source and writer included."""
+        packets, dropped, filtered = self.packets, self.dropped + self.lost, self.filtered
         if self.source is not None:
             stats = self.source.stats()
             dropped += stats.dropped
             filtered += stats.filtered
-        return dropped, filtered
+        if self.writer is not None:
+            packets += self.writer.packets_written
+            dropped += self.writer.packets_lost
+        return packets, dropped, filtered
 
 
 @attrs.define
@@ -337,12 +357,29 @@ class NodeAgent:
             else:
                 self._down.add(interface)
             for run in self._runs.values():
-                if interface in run.schedule:
+                # Only a change: "up" for an interface already up is no input at all.
+                if interface in run.schedule and run.schedule.status(interface).up != up:
                     if up:
                         self._perform(run, run.schedule.interface_up(interface, self._now))
                     else:
                         self._perform(run, run.schedule.interface_down(interface, self._now))
             self._wake()
+
+    def interfaces_down(self) -> list[str]:
+        """Return the captured interfaces that went down or away, sorted.
+
+        Their captures stopped with files kept and restart on
+        ``set_interface_up(name, True)`` (``run --live`` polls the links for it).
+        """
+        with self._lock:
+            return sorted(
+                iface
+                for iface in self._down
+                if any(
+                    iface in run.schedule and not run.schedule.status(iface).up
+                    for run in self._runs.values()
+                )
+            )
 
     # -- the loop -----------------------------------------------------------------------
 
@@ -384,23 +421,30 @@ class NodeAgent:
             self.step(timeout=max_wait)
 
     def idle(self) -> bool:
-        """Return True when nothing can happen any more without a new input.
+        """Return True when no packet can be captured any more without a new input.
 
-        No source is open and no schedule has a pending deadline: every capture has
-        finished, or every replayed source has ended. The CLI stops on it.
+        No source is open (every replayed file has ended, every interface stopped or
+        failed) and no schedule can open one by itself: no interface waits for its
+        ``startTime`` or for a retry. A pending ``endTime`` alone does not count: all it
+        would do is mark the capture ``Finished``, as :meth:`close` does. New input (a
+        capture, an endpoint, an interface coming up) can make the agent busy again. The
+        CLI's ``run`` stops on it.
         """
         with self._lock:
             if any(s.source is not None for r in self._runs.values() for s in r.sessions.values()):
                 return False
-            return self._next_deadline() is None
+            return not any(_may_start(r.schedule) for r in self._runs.values())
 
     def flush(self) -> None:
         """Write every buffered packet to its file now (writers also flush on their own)."""
         with self._lock:
             for run in self._runs.values():
-                for session in run.sessions.values():
+                for session in list(run.sessions.values()):
                     if session.writer is not None:
-                        session.writer.flush()
+                        try:
+                            session.writer.flush()
+                        except PcapError as exc:
+                            self._fail(run, session, _reason(exc, session.interface))
 
     def close(self) -> None:
         """Stop every capture (files kept, state Finished), flush and close everything."""
@@ -414,7 +458,8 @@ class NodeAgent:
                 if run.schedule.node_state() is not CaptureState.ERROR:
                     self._perform(run, run.schedule.stop(self._now, keep_files=True))
                 for session in list(run.sessions.values()):
-                    self._stop_session(run, session, keep_files=True)
+                    failure = self._stop_session(run, session, keep_files=True)
+                    self._stop_failed(run, session, failure)
             self._report()
             self._closed = True
             self._selector.close()
@@ -462,7 +507,7 @@ class NodeAgent:
                 session = run.sessions.get(iface)
                 if session is None:
                     continue
-                dropped, filtered = session.totals()
+                packets, dropped, filtered = session.totals()
                 writer = session.writer
                 deleted = session.deleted + (writer.packets_deleted if writer else 0)
                 if writer is not None:
@@ -477,13 +522,14 @@ class NodeAgent:
                         pod=session.pod,
                         interface=iface,
                         state=run.schedule.state(iface),
-                        packets=session.packets,
+                        packets=packets,
                         bytes=session.bytes,
                         dropped=dropped,
                         filtered=filtered,
                         packets_deleted=deleted,
                         error=errors.get(iface),
                         files=files,
+                        reason=session.reason,
                     )
                 )
             return CaptureDetails(
@@ -543,7 +589,8 @@ class NodeAgent:
             if session is None:
                 continue
             if isinstance(action, StopCapture):
-                self._stop_session(run, session, keep_files=action.keep_files)
+                failure = self._stop_session(run, session, keep_files=action.keep_files)
+                self._stop_failed(run, session, failure)
             elif isinstance(action, StartCapture):
                 failure = self._start_session(run, session)
                 if failure is not None:
@@ -561,6 +608,7 @@ class NodeAgent:
         """Open the writer and the source; return the reason on failure."""
         self._stop_session(run, session, keep_files=True)
         session.seen_packet = False
+        session.reason = None
         ns, name = run.key
         try:
             check_free_space(self.capture_dir, self.settings)
@@ -605,30 +653,60 @@ class NodeAgent:
             run.programs[linktype] = program
         return program
 
-    def _stop_session(self, run: _Run, session: _Session, *, keep_files: bool) -> None:
+    def _stop_session(self, run: _Run, session: _Session, *, keep_files: bool) -> str | None:
+        """Stop an interface's source and writer; return why, if that lost packets.
+
+        What the source still holds is written first (or, if that fails or takes too long,
+        counted as dropped): packets written + dropped = packets the filter passed.
+        """
+        failure: str | None = None
         source, session.source = session.source, None
         if source is not None:
             with contextlib.suppress(KeyError, ValueError, BackendError):
                 self._selector.unregister(source.fileno())
+            if not source.closed:
+                try:
+                    source.stop_receiving()
+                    self._pump_source(run, session, source, final=True)
+                except PcapError as exc:
+                    failure = _reason(exc, session.interface)
+                except BackendError as exc:
+                    logger.debug("%s: reading the last packets: %s", session.interface, exc)
+            source.close()
             stats = source.stats()
             session.dropped += stats.dropped
             session.filtered += stats.filtered
-            if not source.closed:
-                self._pump_source(run, session, source, final=True)
-            source.close()
+            if not source.limit_reached:  # packets after the limit were not wanted
+                session.lost += max(stats.received - stats.dropped - source.delivered, 0)
         writer, session.writer = session.writer, None
         if writer is not None:
-            session.deleted += writer.packets_deleted
             try:
                 writer.close()
             except PcapError as exc:
                 logger.warning("closing %s: %s", writer.active_path, exc)
+                failure = failure or _reason(exc, session.interface)
+            session.deleted += writer.packets_deleted
+            session.packets += writer.packets_written
+            session.lost += writer.packets_lost
         if not keep_files:
-            remove_capture_files(
-                self.capture_dir, *run.key, pod=session.pod, interface=session.interface
-            )
+            try:
+                remove_capture_files(
+                    self.capture_dir, *run.key, pod=session.pod, interface=session.interface
+                )
+            except PcapError as exc:  # e.g. the directory was swapped for a symlink
+                logger.warning("capture %s/%s: cannot delete its files: %s", *run.key, exc)
             session.packets = session.bytes = session.deleted = 0
         run.dirty = True
+        return failure
+
+    def _stop_failed(self, run: _Run, session: _Session, failure: str | None) -> None:
+        """Put an interface whose stop lost packets in ``Error`` (never ``Finished``)."""
+        if failure is None:
+            return
+        iface = session.interface
+        logger.warning("capture %s/%s on %s failed: %s", *run.key, iface, failure)
+        if iface in run.schedule and run.schedule.state(iface) is CaptureState.FINISHED:
+            self._perform(run, run.schedule.stop_failed(iface, failure, self._now))
 
     def _close_session(self, run: _Run, session: _Session, *, keep_files: bool) -> None:
         self._stop_session(run, session, keep_files=keep_files)
@@ -647,14 +725,33 @@ class NodeAgent:
             return
         if source.exhausted:
             reason = source.end_reason or "source ended"
-            logger.info("capture %s/%s on %s: %s", *run.key, session.interface, reason)
-            self._stop_session(run, session, keep_files=True)
+            session.reason = reason
+            if source.link_lost:
+                # Calico's lifecycle: stop, keep the files, capture again once it is back.
+                self._down.add(session.interface)
+                logger.warning(
+                    "capture %s/%s on %s stopped: %s (files kept; capturing again when it is "
+                    "back up)",
+                    *run.key,
+                    session.interface,
+                    reason,
+                )
+            else:
+                logger.info("capture %s/%s on %s: %s", *run.key, session.interface, reason)
+            failure = self._stop_session(run, session, keep_files=True)
             if session.interface in run.schedule:
                 self._perform(run, run.schedule.interface_down(session.interface, self._now))
+            self._stop_failed(run, session, failure)
 
     def _pump_source(
         self, run: _Run, session: _Session, source: PacketSource, *, final: bool
     ) -> None:
+        """Move ready packets from ``source`` to the writer.
+
+        At most 64 batches, or, when ``final``, until the source holds nothing more or
+        ``_DRAIN_SECONDS`` passed. A failed write raises :class:`PcapError`; the packets
+        taken but not written are counted in ``session.lost``.
+        """
         writer = session.writer
         if writer is None or source.closed:
             return
@@ -664,8 +761,12 @@ class NodeAgent:
         # are copied as they are, with the same result as decoding and re-encoding them.
         nano = writer.settings.nanosecond
         raw = writer.accepts_raw(nanosecond=nano)
-        for _ in range(64 if not final else 1):
+        rounds = 0
+        until = time.monotonic() + _DRAIN_SECONDS if final else 0.0
+        while True:
             count = 0
+            packets: list[Packet] = []
+            written, lost = writer.packets_written, writer.packets_lost
             try:
                 got = None
                 if raw:
@@ -676,18 +777,21 @@ class NodeAgent:
                     records, count, rest = got
                     if count:
                         writer.write_raw(records, count, stamp)
-                        session.packets += count
                         session.bytes += len(records) - 16 * count  # minus record headers
                     # The rest of the batch, from a packet the raw lane cannot copy as is.
                     packets = source.read(rest) if rest else []
+                if packets:
+                    writer.write_many(packets, stamp)  # as write() per packet, faster
+                    session.bytes += sum(map(len, map(_data_of, packets)))
             except BackendError:
                 if final:
                     return
                 raise
-            if packets:
-                writer.write_many(packets, stamp)  # as write() per packet, several times faster
-                session.packets += len(packets)
-                session.bytes += sum(map(len, map(_data_of, packets)))
+            except PcapError:
+                # Taken from the source, neither written nor already counted as lost.
+                accepted = writer.packets_written - written + writer.packets_lost - lost
+                session.lost += count + len(packets) - accepted
+                raise
             got_n = count + len(packets)
             if not got_n:
                 break
@@ -696,7 +800,18 @@ class NodeAgent:
                 run.dirty = True
                 if not final and session.interface in run.schedule:
                     self._perform(run, run.schedule.packet_seen(session.interface, now))
-            if got_n < _READ_BATCH or source.exhausted:
+            if final:
+                if time.monotonic() > until:
+                    logger.warning(
+                        "capture %s/%s on %s: stopped writing the last packets after %g s",
+                        *run.key,
+                        session.interface,
+                        _DRAIN_SECONDS,
+                    )
+                    break
+                continue
+            rounds += 1
+            if got_n < _READ_BATCH or source.exhausted or rounds >= 64:
                 break
 
     def _fail(self, run: _Run, session: _Session, reason: str) -> None:
@@ -723,7 +838,15 @@ class NodeAgent:
     # -- internals: status --------------------------------------------------------------
 
     def _file_entry(self, run: _Run) -> PacketCaptureFile:
-        listed = list_capture_files(self.capture_dir, *run.key, self.node_name)
+        try:
+            listed = list_capture_files(self.capture_dir, *run.key, self.node_name)
+        except PcapError as exc:
+            # Someone swapped the directory for a symlink (or made it unreadable): the
+            # run goes on, its status lists no file rather than one read through a symlink.
+            logger.warning("capture %s/%s: cannot list its files: %s", *run.key, exc)
+            listed = PacketCaptureFile(
+                directory=os.fspath(self.capture_dir), file_names=(), node=self.node_name
+            )
         return attrs.evolve(listed, state=run.schedule.node_state())
 
     def _report(self) -> None:
@@ -786,6 +909,15 @@ class NodeAgent:
                 pass
         except BlockingIOError:
             pass
+
+
+def _may_start(schedule: CaptureSchedule) -> bool:
+    """Whether a schedule will start a capture by itself: a start time or a retry is due."""
+    for name in schedule.interfaces():
+        status = schedule.status(name)
+        if status.state is CaptureState.SCHEDULED or status.retry_at is not None:
+            return True
+    return False
 
 
 def _files_of(names: Iterable[str], pod: str, interface: str) -> tuple[str, ...]:

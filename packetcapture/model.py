@@ -17,6 +17,8 @@ from typing import Any, ClassVar
 
 import attrs
 
+from packetcapture import _defaults
+
 __all__ = [
     "API_VERSION",
     "NAMESPACE_LABEL",
@@ -36,7 +38,7 @@ __all__ = [
 
 API_VERSION = "projectcalico.org/v3"
 #: Implicit labels Calico adds to every workload endpoint before selectors see it.
-NAMESPACE_LABEL = "projectcalico.org/namespace"
+NAMESPACE_LABEL = _defaults.NAMESPACE_LABEL
 ORCHESTRATOR_LABEL = "projectcalico.org/orchestrator"
 SERVICE_ACCOUNT_LABEL = "projectcalico.org/serviceaccount"
 

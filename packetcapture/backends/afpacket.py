@@ -33,6 +33,7 @@ import socket
 import struct
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
@@ -51,7 +52,7 @@ from packetcapture.errors import BackendUnavailableError
 if TYPE_CHECKING:
     from packetcapture.bpf import BpfProgram
 
-__all__ = ["AfPacketBackend", "AfPacketSource", "linktype_for_hatype"]
+__all__ = ["AfPacketBackend", "AfPacketSource", "link_up", "linktype_for_hatype"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +70,8 @@ ETH_P_ALL = 0x0003
 SO_TIMESTAMPNS = 35
 SCM_TIMESTAMPNS = SO_TIMESTAMPNS
 SIOCGIFINDEX = 0x8933
+SIOCGIFFLAGS = 0x8913
+IFF_UP = 0x1
 TP_STATUS_USER = 1
 TP_STATUS_VLAN_VALID = 1 << 4
 TP_STATUS_VLAN_TPID_VALID = 1 << 6
@@ -194,6 +197,7 @@ class AfPacketSource(PacketSource):
         self._block_index = 0
         self._block_pos = 0  # packets of the current block already delivered
         self._gone: str | None = None  # why the interface went away, once it has
+        self._deaf = False  # after stop_receiving: nothing new comes into the ring
         self._block_off = 0  # offset of the next packet in the current block
         self._block_size = 0
         self._block_nr = 0
@@ -245,9 +249,9 @@ class AfPacketSource(PacketSource):
         )
         if not packets:
             self._check_error()
-            if self._gone is not None:
+            if self._gone is not None or self._deaf:
                 packets = self._read_open_block(max_packets)
-                if not packets:
+                if not packets and self._gone is not None:
                     self._finish(self._gone)
         return packets
 
@@ -269,11 +273,12 @@ class AfPacketSource(PacketSource):
         raise map_os_error(exc, interface=self.interface, action="read", phase="capture")
 
     def _read_open_block(self, max_packets: int) -> list[Packet]:
-        """Return packets of the block the kernel still holds, once the interface is gone.
+        """Return packets of the block the kernel still holds, once no packet can come.
 
         The kernel hands a block over when it is full or its timeout expires; an interface
-        that goes away leaves the last one open with packets in it. No packet can arrive
-        any more (the socket is unhooked from the device), so they are read in place; the
+        that goes away, or a reject-all filter (:meth:`stop_receiving`), leaves the last one
+        open with packets in it. No packet can arrive any more (the socket is unhooked from
+        the device, or takes nothing), so they are read in place; the
         position is kept, so if the timeout hands the block over later nothing repeats.
         """
         mm = self._mm
@@ -354,8 +359,8 @@ class AfPacketSource(PacketSource):
             return None
         if not count:
             self._check_error()
-            if self._gone is not None:
-                return None  # read() takes what the open block holds, then ends the source
+            if self._gone is not None or self._deaf:
+                return None  # read() takes what the open block holds (and ends if gone)
         self._count_delivered(count)
         return b"".join(parts), count, (max_packets - count if odd else 0)
 
@@ -423,6 +428,7 @@ class AfPacketSource(PacketSource):
             nxt, sec, nsec, snap, wire, status, mac, _net, _hash, tci, tpid = unpack(mm, off)
             start = off + mac
             if skip_outgoing and mm[off + _TP3_PKTTYPE_OFFSET] == PACKET_OUTGOING:
+                self._received -= 1  # the kernel counted this copy: received = delivered
                 off += nxt
                 continue
             snap = min(snap, snaplen)
@@ -457,6 +463,7 @@ class AfPacketSource(PacketSource):
                 self._on_error(exc)
                 break
             if self._skip_outgoing and addr[2] == PACKET_OUTGOING:
+                self._received -= 1  # the kernel counted this copy: received = delivered
                 continue
             ts = 0
             wire = nbytes
@@ -489,6 +496,21 @@ class AfPacketSource(PacketSource):
             self._verdict = program.executor()
             self._refilter_blocks = self._block_nr + 1
 
+    @property
+    def link_lost(self) -> bool:
+        """True once the interface went down or was removed (see the module docstring)."""
+        return self._gone is not None
+
+    def _stop_receiving(self) -> None:
+        from packetcapture.bpf import BpfProgram
+        from packetcapture.bpf._attach import _set
+
+        with map_os_errors(self.interface, "attach the filter", "capture"):
+            _set(self._sock, BpfProgram.reject_all(self.linktype, self.snaplen))
+        # A packet the old filter passed an instant ago may still be being copied in.
+        time.sleep(0.002)
+        self._deaf = True
+
     def _poll_kernel_stats(self) -> None:
         if self._sock.fileno() < 0:
             return
@@ -511,6 +533,17 @@ class AfPacketSource(PacketSource):
             self._mm.close()
             self._mm = None
         self._sock.close()
+
+
+def link_up(interface: str) -> bool:
+    """Return whether ``interface`` exists in this network namespace and is up (IFF_UP)."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            req = struct.pack("16sH", interface.encode()[:15], 0)
+            flags = struct.unpack("16sH", fcntl.ioctl(sock, SIOCGIFFLAGS, req)[:18])[1]
+    except (OSError, UnicodeEncodeError):
+        return False
+    return bool(flags & IFF_UP)
 
 
 def _take_raw(

@@ -62,12 +62,18 @@ class MemorySource(PacketSource):
         self._received = self._dropped = self._filtered = 0
         self._pending_end: str | None = None
         self._pending_error: str | None = None
+        self._deaf = False  # after stop_receiving: injected packets no longer reach it
         self._wakeup = EventWakeup()
 
     def _offer(self, timestamp_ns: int, data: bytes, wire_len: int) -> bool:
         """Run the filter on one injected packet and queue it; True if it was kept."""
         with self._lock:
-            if self._pending_end is not None or self._pending_error is not None or self.closed:
+            if (
+                self._pending_end is not None
+                or self._pending_error is not None
+                or self.closed
+                or self._deaf
+            ):
                 return False
             keep = self._verdict(data)
             if not keep:
@@ -109,6 +115,10 @@ class MemorySource(PacketSource):
                 elif self._pending_error is None:
                     self._wakeup.clear()
         return packets
+
+    def _stop_receiving(self) -> None:
+        with self._lock:
+            self._deaf = True
 
     def _fileno(self) -> int:
         return self._wakeup.fileno()

@@ -8,8 +8,7 @@ parse time, so ``NotNode(NotNode(x))`` only arises from ``!(!x)``, exactly as in
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-
-import attrs
+from typing import Any, ClassVar
 
 __all__ = [
     "AllNode",
@@ -44,102 +43,169 @@ def _to_set(values: Iterable[str]) -> tuple[str, ...]:
     return tuple(sorted(set(values)))
 
 
-def _to_nodes(operands: Iterable[Node]) -> tuple[Node, ...]:
-    return tuple(operands)
+_set = object.__setattr__
 
 
-@attrs.frozen
-class AllNode:
+class _Frozen:
+    """Immutable, slotted value objects compared and hashed by type and fields.
+
+    What ``attrs.frozen`` would give, written out: importing attrs and building these classes
+    with it was most of the time ``import packetcapture.selector`` took.
+    """
+
+    __slots__ = ()
+    #: The fields, in order (positional pattern matching uses them too).
+    __match_args__: ClassVar[tuple[str, ...]] = ()
+
+    def _fields(self) -> tuple[Any, ...]:
+        return tuple([getattr(self, name) for name in self.__match_args__])
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, _Frozen)
+        return self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash((type(self), self._fields()))
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__match_args__)
+        return f"{type(self).__name__}({fields})"
+
+    def __reduce__(self) -> tuple[type, tuple[Any, ...]]:
+        return type(self), self._fields()
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+
+class AllNode(_Frozen):
     """``all()`` (and the empty selector): matches everything."""
 
+    __slots__ = ()
 
-@attrs.frozen
-class GlobalNode:
+
+class GlobalNode(_Frozen):
     """``global()``: matches everything inside the selector engine (see the docs)."""
 
+    __slots__ = ()
 
-@attrs.frozen
-class HasNode:
+
+class HasNode(_Frozen):
     """``has(label)``: the label is present, whatever its value."""
 
+    __slots__ = ("label",)
+    __match_args__ = ("label",)
     label: str
 
+    def __init__(self, label: str) -> None:
+        _set(self, "label", label)
 
-@attrs.frozen
-class EqNode:
+
+class _Match(_Frozen):
+    """``label OP "value"``."""
+
+    __slots__ = ("label", "value")
+    __match_args__ = ("label", "value")
+    label: str
+    value: str
+
+    def __init__(self, label: str, value: str) -> None:
+        _set(self, "label", label)
+        _set(self, "value", value)
+
+
+class EqNode(_Match):
     """``label == "value"``: present with exactly this value."""
 
-    label: str
-    value: str
+    __slots__ = ()
 
 
-@attrs.frozen
-class NeNode:
+class NeNode(_Match):
     """``label != "value"``: absent, or present with another value."""
 
-    label: str
-    value: str
+    __slots__ = ()
 
 
-@attrs.frozen
-class ContainsNode:
+class ContainsNode(_Match):
     """``label contains "s"``: present and the value contains ``s``."""
 
-    label: str
-    value: str
+    __slots__ = ()
 
 
-@attrs.frozen
-class StartsWithNode:
+class StartsWithNode(_Match):
     """``label starts with "s"``: present and the value starts with ``s``."""
 
-    label: str
-    value: str
+    __slots__ = ()
 
 
-@attrs.frozen
-class EndsWithNode:
+class EndsWithNode(_Match):
     """``label ends with "s"``: present and the value ends with ``s``."""
 
+    __slots__ = ()
+
+
+class _SetMatch(_Frozen):
+    """``label OP {"a", "b"}``; the values are kept sorted and de-duplicated."""
+
+    __slots__ = ("label", "values")
+    __match_args__ = ("label", "values")
     label: str
-    value: str
+    values: tuple[str, ...]
+
+    def __init__(self, label: str, values: Iterable[str]) -> None:
+        _set(self, "label", label)
+        _set(self, "values", _to_set(values))
 
 
-@attrs.frozen
-class InNode:
+class InNode(_SetMatch):
     """``label in {"a", "b"}``: present with one of the values (sorted, de-duplicated)."""
 
-    label: str
-    values: tuple[str, ...] = attrs.field(converter=_to_set)
+    __slots__ = ()
 
 
-@attrs.frozen
-class NotInNode:
+class NotInNode(_SetMatch):
     """``label not in {"a", "b"}``: absent, or present with none of the values."""
 
-    label: str
-    values: tuple[str, ...] = attrs.field(converter=_to_set)
+    __slots__ = ()
 
 
-@attrs.frozen
-class NotNode:
+class NotNode(_Frozen):
     """``!operand``."""
 
+    __slots__ = ("operand",)
+    __match_args__ = ("operand",)
     operand: Node
 
+    def __init__(self, operand: Node) -> None:
+        _set(self, "operand", operand)
 
-@attrs.frozen
-class AndNode:
+
+class _Chain(_Frozen):
+    """``a OP b OP ...`` (two or more operands)."""
+
+    __slots__ = ("operands",)
+    __match_args__ = ("operands",)
+    operands: tuple[Node, ...]
+
+    def __init__(self, operands: Iterable[Node]) -> None:
+        _set(self, "operands", tuple(operands))
+
+
+class AndNode(_Chain):
     """``a && b && ...`` (two or more operands)."""
 
-    operands: tuple[Node, ...] = attrs.field(converter=_to_nodes)
+    __slots__ = ()
 
 
-@attrs.frozen
-class OrNode:
+class OrNode(_Chain):
     """``a || b || ...`` (two or more operands)."""
 
-    operands: tuple[Node, ...] = attrs.field(converter=_to_nodes)
+    __slots__ = ()
 
 
 #: Any selector AST node.
@@ -212,12 +278,15 @@ def with_prefix(node: Node, prefix: str) -> Node:
             return AndNode(with_prefix(op, prefix) for op in operands)
         case OrNode(operands):
             return OrNode(with_prefix(op, prefix) for op in operands)
+        case HasNode(label):
+            return HasNode(prefix + label)
+        case InNode() | NotInNode():
+            return type(node)(prefix + node.label, node.values)
         case _:
-            return attrs.evolve(node, label=prefix + node.label)
+            return type(node)(prefix + node.label, node.value)
 
 
-@attrs.frozen
-class LabelRestriction:
+class LabelRestriction(_Frozen):
     """What one label must satisfy for a selector to have any chance of matching.
 
     A lower bound, as Calico's ``LabelRestriction``: ``must_be_present`` / ``must_be_absent``,
@@ -225,9 +294,21 @@ class LabelRestriction:
     selector can never match).
     """
 
-    must_be_present: bool = False
-    must_be_absent: bool = False
-    must_have_one_of_values: frozenset[str] | None = None
+    __slots__ = ("must_be_absent", "must_be_present", "must_have_one_of_values")
+    __match_args__ = ("must_be_present", "must_be_absent", "must_have_one_of_values")
+    must_be_present: bool
+    must_be_absent: bool
+    must_have_one_of_values: frozenset[str] | None
+
+    def __init__(
+        self,
+        must_be_present: bool = False,
+        must_be_absent: bool = False,
+        must_have_one_of_values: frozenset[str] | None = None,
+    ) -> None:
+        _set(self, "must_be_present", must_be_present)
+        _set(self, "must_be_absent", must_be_absent)
+        _set(self, "must_have_one_of_values", must_have_one_of_values)
 
     @property
     def impossible(self) -> bool:

@@ -1,21 +1,18 @@
-"""The LALR parser: Calico tokens -> lark (``selector.lark``) -> frozen AST.
+"""The LALR parser: Calico tokens -> LALR tables (from ``selector.lark``) -> frozen AST.
 
-The parser is built once, lazily, with the transformer applied inline (no parse tree is
-built). Grammar errors from lark are translated into the messages Calico's recursive-descent
-parser gives for the same input; which message applies follows from the terminals the LALR
-state expected and, for a stray token after a complete operation, the parenthesis depth.
+lark analyses ``selector.lark`` at build time (``scripts/generate_selector_tables.py``
+writes ``_tables.py``; a test checks it is current); here a small LALR loop drives those
+tables, calling the rule callbacks below as it reduces, so no parse tree is built and neither
+lark nor the grammar analysis is paid for at start-up. Grammar errors are translated into the
+messages Calico's recursive-descent parser gives for the same input; which message applies
+follows from the terminals the LALR state expected and, for a stray token after a complete
+operation, the parenthesis depth.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
-from typing import Final, cast
-
-from lark import Lark, Token, Transformer
-from lark.common import LexerConf
-from lark.exceptions import UnexpectedInput, UnexpectedToken
-from lark.lexer import Lexer
+from typing import Any, Final
 
 from packetcapture.errors import SelectorSyntaxError
 from packetcapture.selector import _tokenizer as tk
@@ -35,6 +32,8 @@ from packetcapture.selector._ast import (
     OrNode,
     StartsWithNode,
 )
+from packetcapture.selector._tables import END_STATE, RULES, STATES
+from packetcapture.selector._tokenizer import Token
 
 __all__ = ["MAX_NESTING", "parse_node"]
 
@@ -54,89 +53,119 @@ _AFTER_LABEL: Final = frozenset(_COMPARE) | {tk.IN, tk.NOTIN}
 _IN_SET: Final = frozenset({tk.STRING, tk.COMMA, tk.RBRACE})
 
 
-class _ToAst(Transformer[Token, Node]):
-    """Builds AST nodes as the LALR parser reduces (callbacks named after grammar rules)."""
-
-    def start(self, children: list[Node]) -> Node:
-        return children[0] if children else AllNode()
-
-    def or_expr(self, children: list[Node]) -> Node:
-        return OrNode(children)
-
-    def and_expr(self, children: list[Node]) -> Node:
-        return AndNode(children)
-
-    def negated(self, children: list[Token | Node]) -> Node:
-        operand = children[-1]
-        assert not isinstance(operand, Token)
-        # len(children) - 1 is the number of "!"s; an even number cancels out.
-        return NotNode(operand) if len(children) % 2 == 0 else operand
-
-    def has(self, children: list[Token]) -> Node:
-        return HasNode(str(children[0].value))
-
-    def all(self, children: list[Token]) -> Node:
-        return AllNode()
-
-    def global_(self, children: list[Token]) -> Node:
-        return GlobalNode()
-
-    def compare_op(self, children: list[Token]) -> Token:
-        return children[0]
-
-    set_op = compare_op
-
-    def compare(self, children: list[Token]) -> Node:
-        label, op, value = children
-        return _COMPARE[op.type](str(label.value), str(value.value))
-
-    def strings(self, children: list[Token]) -> list[str]:
-        return [str(child.value) for child in children]
-
-    def set_match(self, children: list[object]) -> Node:
-        label, op, values = children
-        assert isinstance(label, Token) and isinstance(op, Token) and isinstance(values, list)
-        cls = InNode if op.type == tk.IN else NotInNode
-        return cls(str(label.value), values)
+# Rule callbacks, named as the grammar's rules and aliases; each gets the kept children.
 
 
-class _TokenListLexer(Lexer):
-    """A lark lexer that replays a token list produced by :func:`_tokenizer.tokenize`."""
-
-    def __init__(self, lexer_conf: LexerConf) -> None:
-        pass
-
-    def lex(self, data: list[Token]) -> list[Token]:  # type: ignore[override]
-        return data
+def _start(children: list[Node]) -> Node:
+    return children[0] if children else AllNode()
 
 
-@functools.cache
-def _lark() -> Lark:
-    return Lark.open_from_package(
-        "packetcapture.selector",
-        "selector.lark",
-        parser="lalr",
-        lexer=_TokenListLexer,
-        transformer=_ToAst(),
-        maybe_placeholders=False,
-    )
+def _negated(children: list[Any]) -> Node:
+    operand: Node = children[-1]
+    # len(children) - 1 is the number of "!"s; an even number cancels out.
+    return NotNode(operand) if len(children) % 2 == 0 else operand
+
+
+def _compare(children: list[Token]) -> Node:
+    label, op, value = children
+    return _COMPARE[op.type](label.value, value.value)
+
+
+def _set_match(children: list[Any]) -> Node:
+    label, op, values = children
+    cls = InNode if op.type == tk.IN else NotInNode
+    return cls(label.value, values)
+
+
+def _first(children: list[Any]) -> Any:
+    return children[0]
+
+
+_CALLBACKS: Final[dict[str, Callable[[list[Any]], Any]]] = {
+    "start": _start,
+    "or_expr": OrNode,
+    "and_expr": AndNode,
+    "negated": _negated,
+    "has": lambda children: HasNode(children[0].value),
+    "all": lambda children: AllNode(),
+    "global_": lambda children: GlobalNode(),
+    "compare_op": _first,
+    "set_op": _first,
+    "compare": _compare,
+    "strings": lambda children: [child.value for child in children],
+    "set_match": _set_match,
+}
+
+
+class _UnexpectedError(Exception):
+    """The LALR state had no action for ``token``; ``expected`` are the terminals it had."""
+
+    def __init__(self, token: Token, expected: set[str]) -> None:
+        self.token = token
+        self.expected = expected
+
+
+def _run_lalr(tokens: list[Token]) -> Node:
+    """Drive the LALR tables over ``tokens`` (then the end token), building the AST."""
+    states, rules, callbacks = STATES, RULES, _CALLBACKS
+    end = Token(tk.END, "", tokens[-1].start_pos if tokens else 0)
+    state_stack = [0]
+    value_stack: list[Any] = []
+    for token in (*tokens, end):
+        while True:
+            row = states[state_stack[-1]]
+            action = row.get(token.type)
+            if action is None:
+                raise _UnexpectedError(token, {symbol for symbol in row if symbol.isupper()})
+            if action >= 0:  # shift
+                state_stack.append(action)
+                value_stack.append(token)
+                break
+            origin, size, callback, expand1, keep = rules[~action]
+            args = value_stack[-size:] if size else []
+            if size:
+                del state_stack[-size:]
+                del value_stack[-size:]
+            kept: list[Any] = []
+            for index, splice in keep:
+                if splice:  # an inlined helper rule ("_..."): its children join ours
+                    kept += args[index]
+                else:
+                    kept.append(args[index])
+            if not callback:
+                value: Any = kept
+            elif expand1 and len(kept) == 1:
+                value = kept[0]
+            else:
+                value = callbacks[callback](kept)
+            state_stack.append(states[state_stack[-1]][origin])
+            value_stack.append(value)
+            if token is end and state_stack[-1] == END_STATE:
+                result: Node = value_stack[-1]
+                return result
+    raise AssertionError("unreachable: the end token always completes or fails the parse")
 
 
 def _describe(token: Token) -> str:
-    # Go's fmt of a tokenizer.Token: Kind(Value).
-    return f"{tk.CALICO_KIND[token.type]}({token.value if token.type != tk.END else ''})"
+    # Go's fmt of a tokenizer.Token: Kind(Value); the end is said in words, not TokEOF().
+    if token.type == tk.END:
+        return "end of selector"
+    return f"{tk.CALICO_KIND[token.type]}({token.value})"
 
 
-def _syntax_error(exc: UnexpectedToken, text: str, tokens: list[Token]) -> SelectorSyntaxError:
-    token: Token = exc.token
-    expected = set(exc.expected)
+def _syntax_error(exc: _UnexpectedError, text: str, tokens: list[Token]) -> SelectorSyntaxError:
+    token = exc.token
+    expected = exc.expected
     if token.type == tk.END:
         index, column = len(tokens), len(text) + 1
     else:
         index = next(i for i, t in enumerate(tokens) if t.start_pos == token.start_pos)
         column = (token.start_pos or 0) + 1
     if expected & _OP_START:
-        reason = f"unexpected token: {_describe(token)}"
+        if token.type == tk.END:
+            reason = "unexpected end of selector"
+        else:
+            reason = f"unexpected token: {_describe(token)}"
     elif expected & _AFTER_LABEL:
         if token.type == tk.END:
             reason = "unexpected end of string looking for op"
@@ -157,7 +186,7 @@ def _syntax_error(exc: UnexpectedToken, text: str, tokens: list[Token]) -> Selec
         if depth > 0:
             reason = "expected )"
         else:
-            rest = [*map(_describe, tokens[index:]), "TokEOF()"]
+            rest = list(map(_describe, tokens[index:]))
             reason = f"unexpected content at end of selector [{' '.join(rest)}]"
     return SelectorSyntaxError(reason, text, column)
 
@@ -184,10 +213,6 @@ def parse_node(text: str) -> Node:
         return AllNode()
     _check_nesting(text, tokens)
     try:
-        # The inline transformer makes lark return our node, not a Tree.
-        node = cast(Node, _lark().parse(tokens))
-    except UnexpectedToken as exc:
+        return _run_lalr(tokens)
+    except _UnexpectedError as exc:
         raise _syntax_error(exc, text, tokens) from None
-    except UnexpectedInput as exc:  # pragma: no cover - a custom lexer cannot cause others
-        raise SelectorSyntaxError(str(exc), text, 1) from None
-    return node

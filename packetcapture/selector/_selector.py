@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import base64
 import functools
-import hashlib
 from collections.abc import Mapping
 from typing import Any, Final, NoReturn
 
+from packetcapture._defaults import NAMESPACE_LABEL
 from packetcapture.errors import SelectorSyntaxError
-from packetcapture.model import NAMESPACE_LABEL
 from packetcapture.selector._ast import (
     AllNode,
     AndNode,
@@ -34,6 +32,9 @@ __all__ = ["ALL", "NO_MATCH", "Selector", "in_namespace", "normalise", "parse", 
 
 def unique_id(canonical_text: str) -> str:
     """Return Calico's ``UniqueID`` for a canonical selector: ``s:`` + base64url SHA-224."""
+    import base64  # here: hashlib's OpenSSL binding alone is ~2 ms of start-up
+    import hashlib
+
     digest = hashlib.sha224(("s:" + canonical_text).encode("utf-8", "surrogatepass")).digest()
     return "s:" + base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 

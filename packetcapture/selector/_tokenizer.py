@@ -11,19 +11,18 @@ lexer cannot express, and the reason this is hand-written rather than a lark lex
   ``has(label)`` form is a single token;
 * only space and tab are whitespace; anything else that is not a token is an error.
 
-Tokens are lark :class:`~lark.lexer.Token` objects so the LALR parser consumes them as they
-are; ``start_pos`` is the 0-based offset of the token in the source.
+Each :class:`Token` carries its terminal name in ``selector.lark`` (what the LALR tables in
+``_tables.py`` are indexed by), its text and ``start_pos``, the 0-based offset of the token in
+the source.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-from lark.lexer import Token
-
 from packetcapture.errors import SelectorSyntaxError
 
-__all__ = ["CALICO_KIND", "MAX_LABEL_LENGTH", "tokenize", "valid_label"]
+__all__ = ["CALICO_KIND", "MAX_LABEL_LENGTH", "Token", "tokenize", "valid_label"]
 
 #: Calico's limit on the length of a label key, in bytes (keys are ASCII).
 MAX_LABEL_LENGTH: Final = 512
@@ -33,7 +32,8 @@ _IDENT_CHARS: Final = frozenset(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./-"
 )
 
-# Lark terminal names; a leading underscore means lark drops the token from the parse tree.
+# Terminal names of selector.lark; a leading underscore means the token is dropped from the
+# children a grammar rule's callback gets.
 LABEL: Final = "LABEL"
 STRING: Final = "STRING"
 HAS: Final = "HAS"
@@ -56,7 +56,7 @@ AND: Final = "_AND"
 OR: Final = "_OR"
 END: Final = "$END"
 
-#: Lark terminal name -> Calico's ``tokenizer.Kind`` name (used in error messages).
+#: Terminal name -> Calico's ``tokenizer.Kind`` name (used in error messages).
 CALICO_KIND: Final[dict[str, str]] = {
     LABEL: "TokLabel",
     STRING: "TokStringLiteral",
@@ -80,6 +80,21 @@ CALICO_KIND: Final[dict[str, str]] = {
     GLOBAL: "TokGlobal",
     END: "TokEOF",
 }
+
+
+class Token:
+    """One token: its terminal name (``type``), its text and its 0-based offset."""
+
+    __slots__ = ("start_pos", "type", "value")
+
+    def __init__(self, type: str, value: str, start_pos: int = 0) -> None:
+        self.type = type
+        self.value = value
+        self.start_pos = start_pos
+
+    def __repr__(self) -> str:
+        return f"Token({self.type!r}, {self.value!r}, start_pos={self.start_pos})"
+
 
 _SINGLE: Final = {"(": LPAREN, ")": RPAREN, "{": LBRACE, "}": RBRACE, ",": COMMA}
 _DOUBLE: Final = {"=": ("==", EQ, "expected =="), "&": ("&&", AND, "expected &&"),

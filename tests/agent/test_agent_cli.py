@@ -163,10 +163,11 @@ def test_replay_mapping_and_rotation(tmp_path: Path, capsys: pytest.CaptureFixtu
 def test_schedule_in_the_past_captures_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # The window holds the bundled traffic's timestamps, so only on the wall clock is it past.
     cap = write_capture(
         tmp_path / "cap.yaml", startTime="2021-08-26T12:00:00Z", endTime="2021-08-26T12:30:00Z"
     )
-    code, out, err = run_node1(capsys, str(cap), str(tmp_path / "c"))
+    code, out, err = run_node1(capsys, str(cap), str(tmp_path / "c"), "--replay-clock", "wall")
     assert code == 0, err
     entry = yaml.safe_load(out)["status"]["files"][0]
     assert entry["state"] == "Finished" and "fileNames" not in entry
@@ -194,6 +195,8 @@ def test_schedule_with_short_real_times(tmp_path: Path) -> None:
             str(EXAMPLES / "traffic"),
             "--capture-dir",
             str(tmp_path / "c"),
+            "--replay-clock",
+            "wall",
         ],
         capture_output=True,
         text=True,
@@ -352,7 +355,8 @@ def test_replay_corrupt_file_keeps_earlier_packets(
 ) -> None:
     good = (EXAMPLES / "traffic" / "cali1a2b3c4d5e6.pcap").read_bytes()
     corrupt = tmp_path / "corrupt.pcap"
-    corrupt.write_bytes(good + b"\x00" * 7)  # a truncated record header at the end
+    # A record no capture can hold (300000 > libpcap's 262144 bytes): corrupt, not torn.
+    corrupt.write_bytes(good + bytes(8) + (300_000).to_bytes(4, "little") + bytes(4) + b"x" * 9)
     cap = write_capture(tmp_path / "cap.yaml", selector='k8s-app == "sample-app"')
     code, out, err = run_node1(
         capsys,

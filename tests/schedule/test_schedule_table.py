@@ -67,25 +67,26 @@ INPUTS: dict[str, Callable[[CaptureSchedule, dt.datetime], ScheduleResult]] = {
     "endpoint": lambda s, now: s.endpoint_changed(NAME, now),
     "spec": lambda s, now: s.update_times(START, END, now),
     "stop": lambda s, now: s.stop(now),
+    "stopfail": lambda s, now: s.stop_failed(NAME, "No space left on device", now),
 }
 
 # Expected outcome of every input (columns) in every configuration (rows): the next state
 # (S W C E F, or - for "no interface") then, after ":", the actions in order (s = start,
 # t = stop keeping files, d = stop and delete files); X is an illegal input.
 MATRIX = """
-config        add   remove delete up    down  packet failure endpoint spec  stop
-none@before   S     X      X      X     X     X      X       X        -     -
-none@in       W:s   X      X      X     X     X      X       X        -     -
-none@after    F     X      X      X     X     X      X       X        -     -
-up@before     X     -      -:d    X     F     X      X       S        S     F
-up@in         X     -:t    -:d    X     F:t   C      E:t     W        W:ts  F:t
-capturing@in  X     -:t    -:d    X     F:t   C      E:t     C        W:ts  F:t
-error@in      X     -      -:d    X     F     X      X       W:s      W:s   F
-up@after      X     -      -:d    X     F     X      X       F        F     F
-down@before   X     -      -:d    S     X     X      X       F        F     F
-down@in       X     -      -:d    W:s   X     X      X       F        F     F
-down@after    X     -      -:d    F     X     X      X       F        F     F
-stopped@in    X     -      -:d    X     X     X      X       X        X     F
+config        add  remove  delete  up   down  packet  failure  endpoint  spec  stop  stopfail
+none@before   S    X       X       X    X     X       X        X         -     -     X
+none@in       W:s  X       X       X    X     X       X        X         -     -     X
+none@after    F    X       X       X    X     X       X        X         -     -     X
+up@before     X    -       -:d     X    F     X       X        S         S     F     X
+up@in         X    -:t     -:d     X    F:t   C       E:t      W         W:ts  F:t   X
+capturing@in  X    -:t     -:d     X    F:t   C       E:t      C         W:ts  F:t   X
+error@in      X    -       -:d     X    F     X       X        W:s       W:s   F     X
+up@after      X    -       -:d     X    F     X       X        F         F     F     E
+down@before   X    -       -:d     S    X     X       X        F         F     F     E
+down@in       X    -       -:d     W:s  X     X       X        F         F     F     E
+down@after    X    -       -:d     F    X     X       X        F         F     F     E
+stopped@in    X    -       -:d     X    X     X       X        X         X     F     E
 """
 X = "X"
 _header, *_rows = MATRIX.strip().splitlines()
@@ -161,11 +162,27 @@ def test_cases_cover_every_external_event() -> None:
         "endpoint": Event.ENDPOINT_CHANGE,
         "spec": Event.SPEC_CHANGE,
         "stop": Event.STOP,
+        "stopfail": Event.STOP_FAILED,
     }
     assert set(covered) == set(INPUTS)
     assert set(covered.values()) == external
     states_covered = {make(c)[0].states().get(NAME) for c in EXPECTED}
     assert states_covered == {None, *CaptureState}
+
+
+def test_stop_failed_keeps_reason_without_retry_and_a_down_interface_comes_back() -> None:
+    schedule, now = make("down@in")
+    schedule.stop_failed(NAME, "No space left on device", now)
+    status = schedule.status(NAME)
+    assert (status.state, status.error, status.retry_at) == (
+        CaptureState.ERROR,
+        "No space left on device",
+        None,
+    )
+    assert schedule.node_state() is CaptureState.ERROR
+    result = schedule.interface_up(NAME, now)
+    assert schedule.state(NAME) is CaptureState.WAITING_FOR_TRAFFIC
+    assert result.actions == (StartCapture(NAME),)
 
 
 # Time-driven inputs: (config, tick to, expected state, expected actions).

@@ -1,0 +1,1 @@
+"""Tests of the Kubernetes integration and the API emulator they run against."""
