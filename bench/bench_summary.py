@@ -143,12 +143,18 @@ def summarise(path: Path) -> tuple[float, float, int, int]:
 
 
 def peak_rss_mb(path: Path) -> float:
+    """Peak RSS of ``packetcapture summary PATH --json`` in a fresh process.
+
+    Read from ``VmHWM``: ``ru_maxrss`` would carry over this (big) process's peak through
+    fork and exec.
+    """
     code = (
-        "import resource, sys\n"
+        "import sys\n"
         "from packetcapture.cli import main\n"
         "sys.stdout = open('/dev/null', 'w')\n"
         "main(['summary', sys.argv[1], '--json'])\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+        "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM:')][0]\n"
+        "print(int(hwm.split()[1]), file=sys.stderr)\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True
