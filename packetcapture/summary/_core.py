@@ -39,8 +39,9 @@ _PORTS = struct.Struct("!HH").unpack_from
 _PACK_PORTS = struct.Struct("!HH").pack
 # Untagged Ethernet, a 20-byte IPv4 header / a 40-byte IPv6 header, then TCP (or UDP: the
 # ports are right, the rest is ignored) in one unpack: the hot path.
-_ETH_IP4_L4 = struct.Struct("!12xHBxHxxHxB2x4s4sHHIIBBH").unpack_from
-_ETH_IP6_L4 = struct.Struct("!12xH4xHB1x16s16sHHIIBBH").unpack_from
+# The addresses are left in the packet until a flow is new (their bytes are the flow key).
+_ETH_IP4_L4 = struct.Struct("!12xHBxHxxHxB10xHHIIBBH").unpack_from
+_ETH_IP6_L4 = struct.Struct("!12xH4xHB33xHHIIBBH").unpack_from
 # The ports count only with the whole header captured (as tshark's conversations do).
 _UDP = struct.Struct("!HH4x").unpack_from
 _SCTP = struct.Struct("!HH8x").unpack_from
@@ -359,7 +360,7 @@ class Summarizer:
                 quick = False
                 if eth and caplen >= 54:
                     if data[12] == 8:
-                        (etype, vihl, plen, frag, proto, src, dst, sport, dport,
+                        (etype, vihl, plen, frag, proto, sport, dport,
                          seq, ack, hl, flags, win) = eth4(data)  # fmt: skip
                         quick = (
                             etype == 0x0800
@@ -370,7 +371,7 @@ class Summarizer:
                         plen -= 20
                         l4 = 34
                     elif caplen >= 74 and data[12] == 0x86:
-                        (etype, plen, proto, src, dst, sport, dport,
+                        (etype, plen, proto, sport, dport,
                          seq, ack, hl, flags, win) = eth6(data)  # fmt: skip
                         quick = etype == 0x86DD and (proto == 6 or proto == 17)  # noqa: PLR1714
                         l4 = 54
@@ -445,6 +446,8 @@ class Summarizer:
                 else:
                     entry = self._table(ep, proto).get(key)
                 if entry is None:
+                    if quick:
+                        src, dst = (key[:4], key[4:8]) if l4 == 34 else (key[:16], key[16:32])
                     f, d = new_flow(ts, wire, proto, src, dst, ep, sport, dport)
                 else:
                     f, d = entry
@@ -473,6 +476,8 @@ class Summarizer:
                     else:
                         t.segment(d, fw, f[9 - d], ts, seq, ack, flags, win, seglen)
                 elif proto == 17 and (sport == 53 or dport == 53):
+                    if quick:
+                        src, dst = (key[:4], key[4:8]) if l4 == 34 else (key[:16], key[16:32])
                     self._dns_packet(ts, ep, src, sport, dst, dport, data[l4 + 8 : l4 + plen])
             except (struct.error, IndexError):
                 bad += 1
