@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import resource
 import shutil
+import socketserver
 import statistics
 import sys
 import tempfile
@@ -225,6 +226,9 @@ def run(args: argparse.Namespace, *, trace: bool) -> dict[str, Any]:
 
 
 def main() -> None:
+    # Agents end their watches by shutting the socket down; the emulator's server would print
+    # each reset connection.
+    socketserver.BaseServer.handle_error = lambda self, request, address: None  # type: ignore[method-assign]
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pods", type=int, default=1000)
     parser.add_argument("--captures", type=int, default=100)

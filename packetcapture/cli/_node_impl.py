@@ -37,6 +37,9 @@ def run_node(args: argparse.Namespace) -> int:
     package_logger = logging.getLogger("packetcapture")
     if package_logger.getEffectiveLevel() > logging.INFO:
         package_logger.setLevel(logging.INFO)
+        # The watches retry with backoff and say so once per failure; urllib3's own quick
+        # retries would add three lines each.
+        logging.getLogger("urllib3").setLevel(logging.ERROR)
 
     from packetcapture.agent import NodeAgent
     from packetcapture.backends import get_backend

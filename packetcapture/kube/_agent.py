@@ -29,7 +29,7 @@ from packetcapture.agent import NodeAgent, effective_selector
 from packetcapture.errors import PacketCaptureError, ValidationError
 from packetcapture.kube._client import CaptureResource, require_kubernetes
 from packetcapture.kube._endpoints import EndpointChanges, PodEndpoints
-from packetcapture.kube._reflector import Reflector, api_status
+from packetcapture.kube._reflector import Reflector, api_status, describe_error
 from packetcapture.kube._status import StatusWriter
 from packetcapture.model import (
     CaptureState,
@@ -242,7 +242,7 @@ class KubeNodeAgent:
         self.pods = PodEndpoints(config.node, config.interface_prefix)
         self._lock = threading.RLock()
         self._invalid: dict[Key, str] = {}  # capture -> the reason it was refused
-        self._applied: dict[Key, object] = {}  # capture -> the spec applied
+        self._applied: dict[Key, tuple[object, object]] = {}  # capture -> (uid, spec) applied
         self._inputs = _Inputs()
         self._reported_errors: dict[Key, str] = {}
         self._heartbeat = time.monotonic()
@@ -426,9 +426,12 @@ class KubeNodeAgent:
                 _request_timeout=self.config.request_timeout,
             ).release_conn()
         except Exception as exc:
-            if api_status(exc) in (404, 403):
-                return "pods"
-            raise
+            if api_status(exc) not in (404, 403):
+                logger.warning(
+                    "cannot tell whether WorkloadEndpoints are served (%s); using pods",
+                    describe_error(exc),
+                )
+            return "pods"
         return "workloadendpoints"
 
     # -- endpoints -------------------------------------------------------------------------
@@ -482,9 +485,13 @@ class KubeNodeAgent:
     def _capture_upserted(self, obj: Mapping[str, Any]) -> None:
         meta = obj.get("metadata") or {}
         key = (str(meta.get("namespace") or "default"), str(meta.get("name") or ""))
-        spec = obj.get("spec")
+        spec = (meta.get("uid"), obj.get("spec"))
         if key in self._applied and self._applied[key] == spec:
             return  # a status write (ours or another node's) or a metadata change: no news
+        old = self._applied.get(key)
+        if old is not None and old[0] != spec[0]:
+            # Deleted and created again while we were not watching: a new capture.
+            self._capture_deleted(obj)
         try:
             capture = capture_from_object(obj)
             with self._lock:

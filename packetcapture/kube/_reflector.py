@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 import attrs
 
-__all__ = ["Backoff", "Reflector", "ReflectorHandler", "api_status"]
+__all__ = ["Backoff", "Reflector", "ReflectorHandler", "api_status", "describe_error"]
 
 logger = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ class Reflector:
                 if self._stop.is_set():
                     break
                 self.errors += 1
-                self.last_error = _describe(exc)
+                self.last_error = describe_error(exc)
                 delay = self.backoff.next()
                 logger.warning("%s: %s; retrying in %.1f s", self.name, self.last_error, delay)
                 logger.debug("%s: error detail", self.name, exc_info=True)
@@ -279,10 +279,16 @@ def _abort(response: Any) -> None:
                 func()
 
 
-def _describe(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
+    """Return a one-line description of a client error (``API error 409 Conflict``)."""
     status = api_status(exc)
     if status is not None:
         reason = getattr(exc, "reason", "") or ""
         return f"API error {status} {reason}".strip()
+    cause = getattr(exc, "reason", None)
+    if isinstance(cause, BaseException):
+        # urllib3's MaxRetryError: what failed on the last attempt says more.
+        text = str(cause).rsplit("): ", 1)[-1].strip("'\")")
+        return f"cannot reach the API server: {text}" if text else type(cause).__name__
     text = str(exc).splitlines()[0] if str(exc) else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -23,6 +23,7 @@ from typing import Any
 
 from packetcapture.kube._client import CaptureResource
 from packetcapture.kube._reflector import Backoff, api_status
+from packetcapture.kube._reflector import describe_error as _describe
 from packetcapture.model import PacketCaptureFile
 
 __all__ = ["StatusWriter", "entry_to_dict", "merge_entry"]
@@ -305,10 +306,3 @@ class StatusWriter:
 
 class _ConflictError(Exception):
     """Every attempt of a write met a 409."""
-
-
-def _describe(exc: BaseException) -> str:
-    status = api_status(exc)
-    if status is not None:
-        return f"API error {status} {getattr(exc, 'reason', '') or ''}".strip()
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -376,7 +376,7 @@ def test_log_lines_stay_one_line(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, check=False
     )
-    assert "WARNING packetcapture.test: interface ca\\nli\\x1b failed" in done.stderr.splitlines()
+    assert "packetcapture: warning: interface ca\\nli\\x1b failed" in done.stderr.splitlines()
 
 
 def test_sigterm_during_set_up_stops_it(tmp_path: Path) -> None:

@@ -166,11 +166,12 @@ def test_daemonset_mounts_the_capture_dir_from_the_host() -> None:
 
 
 def test_daemonset_is_found_the_way_the_cli_looks_for_it() -> None:
+    from packetcapture.cli._kube import _AGENT_NAMESPACE  # the CLI default, kept import-free
     from packetcapture.kube._files import AGENT_LABEL_SELECTOR, DEFAULT_AGENT_NAMESPACE
 
     ds = the("DaemonSet", "packetcapture-node")
     key, _, value = AGENT_LABEL_SELECTOR.partition("=")
-    assert ds["metadata"]["namespace"] == DEFAULT_AGENT_NAMESPACE
+    assert ds["metadata"]["namespace"] == DEFAULT_AGENT_NAMESPACE == _AGENT_NAMESPACE
     assert ds["spec"]["template"]["metadata"]["labels"][key] == value
     assert ds["spec"]["selector"]["matchLabels"][key] == value
     assert the("Namespace", DEFAULT_AGENT_NAMESPACE)

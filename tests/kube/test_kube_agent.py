@@ -416,3 +416,36 @@ def test_health_not_ready_answers_503() -> None:
             assert r.status == 200
     finally:
         server.stop()
+
+
+def test_capture_recreated_while_away_is_a_new_capture(api_client: Any, tmp_path: Path) -> None:
+    emulator = ApiEmulator(bookmark_interval=30)
+    emulator.start()
+    client = emulator.api_client()
+    try:
+        emulator.create(pod("ns", "a", "n1"))
+        replay = replay_dir(tmp_path / "replay", [("ns", "a")])
+        root = tmp_path / "pcap"
+        with running_agent(client, "n1", root, replay, watch_seconds=2) as kube:
+            emulator.create(capture("ns", "cap"))
+            wait_for(lambda: files_of(emulator, "ns", "cap", "n1"), what="files")
+            path = root / "ns" / "cap" / pcap_name("ns", "a")
+            wait_for(lambda: entries(emulator, "ns", "cap")["n1"]["state"] == "Finished")
+            marker = root / "ns" / "cap" / "old-capture-was-here"
+            marker.write_text("")
+            emulator.set_down(True)
+            emulator.delete(*PC, "ns", "cap")
+            emulator.create(capture("ns", "cap"))  # same name and spec, a new object
+            emulator.compact()
+            emulator.set_down(False)
+            # Deleting the old one removed its files; the new one captured afresh.
+            wait_for(
+                lambda: not marker.exists() and path.exists(),
+                timeout=20,
+                what="the old capture's directory removed and the file written again",
+            )
+            wait_for(lambda: files_of(emulator, "ns", "cap", "n1") == [pcap_name("ns", "a")])
+            assert [c.key for c in kube.agent.captures()] == [("ns", "cap")]
+        client.close()
+    finally:
+        emulator.stop()

@@ -611,7 +611,7 @@ class ApiEmulator:
         if kind is not None:
             watch.queue.put({"type": kind, "object": self._render(watch.rt, event.obj)})
 
-    def _check_namespace(self, rt: ResourceType, ns: str) -> None:
+    def _check_namespace(self, rt: ResourceType, ns: str, name: str) -> None:
         if not rt.namespaced:
             return
         namespace = self._find("namespaces", "", ns)
@@ -624,7 +624,7 @@ class ApiEmulator:
         if namespace["metadata"].get("deletionTimestamp"):
             raise EmulatorError(
                 403,
-                f'{rt.kind.lower()}s "{_meta(namespace).get("name")}" is forbidden: unable to '
+                f'{rt.group_resource} "{name}" is forbidden: unable to '
                 f"create new content in namespace {ns} because it is being terminated",
             )
 
@@ -653,7 +653,7 @@ class ApiEmulator:
                 )
             meta["namespace"] = ns
             if from_api:
-                self._check_namespace(rt, ns)
+                self._check_namespace(rt, ns, name)
         else:
             meta.pop("namespace", None)
         if from_api and rt.kind == "Pod" and not (obj.get("spec") or {}).get("containers"):
@@ -715,6 +715,7 @@ class ApiEmulator:
         subresource: str | None,
         whole: bool = False,
         precondition: str | None = None,
+        system: bool = False,
     ) -> dict[str, Any]:
         old = self._get_or_404(rt, ns, name)
         old_meta = old["metadata"]
@@ -752,13 +753,10 @@ class ApiEmulator:
         else:
             result = copy.deepcopy(new)
             meta = _meta(result)
-            for key in (
-                "uid",
-                "creationTimestamp",
-                "generation",
-                "deletionTimestamp",
-                "deletionGracePeriodSeconds",
-            ):
+            kept = ["uid", "creationTimestamp", "generation"]
+            if not system:  # clients cannot set or clear a deletion themselves
+                kept += ["deletionTimestamp", "deletionGracePeriodSeconds"]
+            for key in kept:
                 if key in old_meta:
                     meta[key] = old_meta[key]
                 else:
@@ -813,7 +811,7 @@ class ApiEmulator:
             new = copy.deepcopy(obj)
             new["metadata"]["deletionTimestamp"] = _now()
             new["metadata"]["deletionGracePeriodSeconds"] = 0
-            return self._update_locked(rt, ns, name, new, subresource=None, whole=True)
+            return self._update_locked(rt, ns, name, new, subresource=None, whole=True, system=True)
         if rt.kind == "Namespace":
             # The namespace controller's work, done at once: every object in it goes first.
             for other in self._types.values():

@@ -95,7 +95,9 @@ class LocalExec:
             real = [path, *args]
             if name == "tar":
                 # Member names as the container would write them (tar drops the leading "/").
-                real[1:1] = [
+                # Appended: old-style "tar cf - PATH" must keep its bundled options first.
+                at = real.index("--") if "--" in real else len(real)
+                real[at:at] = [
                     f"--transform=s|^{str(host).lstrip('/')}|{c.lstrip('/')}|"
                     for c, host in roots.items()
                 ]
