@@ -126,6 +126,9 @@ class InterfaceDetails:
     packets_deleted: int  #: packets in rotated files deleted by retention
     error: str | None
     files: tuple[str, ...]
+    #: why its capture last stopped by itself ("interface cali1 went down", "packet limit
+    #: reached", "end of replay file"), until it starts again
+    reason: str | None = None
 
 
 @attrs.frozen
@@ -157,6 +160,7 @@ class _Session:
     bytes: int = 0
     dropped: int = 0  # from sources already closed
     lost: int = 0  # taken from a source but never written (see InterfaceDetails.dropped)
+    reason: str | None = None  # why its source last ended by itself
     filtered: int = 0
     deleted: int = 0  # packets deleted by retention, from writers already closed
 
@@ -353,12 +357,29 @@ class NodeAgent:
             else:
                 self._down.add(interface)
             for run in self._runs.values():
-                if interface in run.schedule:
+                # Only a change: "up" for an interface already up is no input at all.
+                if interface in run.schedule and run.schedule.status(interface).up != up:
                     if up:
                         self._perform(run, run.schedule.interface_up(interface, self._now))
                     else:
                         self._perform(run, run.schedule.interface_down(interface, self._now))
             self._wake()
+
+    def interfaces_down(self) -> list[str]:
+        """Return the captured interfaces that went down or away, sorted.
+
+        Their captures stopped with files kept and restart on
+        ``set_interface_up(name, True)`` (``run --live`` polls the links for it).
+        """
+        with self._lock:
+            return sorted(
+                iface
+                for iface in self._down
+                if any(
+                    iface in run.schedule and not run.schedule.status(iface).up
+                    for run in self._runs.values()
+                )
+            )
 
     # -- the loop -----------------------------------------------------------------------
 
@@ -508,6 +529,7 @@ class NodeAgent:
                         packets_deleted=deleted,
                         error=errors.get(iface),
                         files=files,
+                        reason=session.reason,
                     )
                 )
             return CaptureDetails(
@@ -586,6 +608,7 @@ class NodeAgent:
         """Open the writer and the source; return the reason on failure."""
         self._stop_session(run, session, keep_files=True)
         session.seen_packet = False
+        session.reason = None
         ns, name = run.key
         try:
             check_free_space(self.capture_dir, self.settings)
@@ -666,9 +689,12 @@ class NodeAgent:
             session.packets += writer.packets_written
             session.lost += writer.packets_lost
         if not keep_files:
-            remove_capture_files(
-                self.capture_dir, *run.key, pod=session.pod, interface=session.interface
-            )
+            try:
+                remove_capture_files(
+                    self.capture_dir, *run.key, pod=session.pod, interface=session.interface
+                )
+            except PcapError as exc:  # e.g. the directory was swapped for a symlink
+                logger.warning("capture %s/%s: cannot delete its files: %s", *run.key, exc)
             session.packets = session.bytes = session.deleted = 0
         run.dirty = True
         return failure
@@ -699,7 +725,19 @@ class NodeAgent:
             return
         if source.exhausted:
             reason = source.end_reason or "source ended"
-            logger.info("capture %s/%s on %s: %s", *run.key, session.interface, reason)
+            session.reason = reason
+            if source.link_lost:
+                # Calico's lifecycle: stop, keep the files, capture again once it is back.
+                self._down.add(session.interface)
+                logger.warning(
+                    "capture %s/%s on %s stopped: %s (files kept; capturing again when it is "
+                    "back up)",
+                    *run.key,
+                    session.interface,
+                    reason,
+                )
+            else:
+                logger.info("capture %s/%s on %s: %s", *run.key, session.interface, reason)
             failure = self._stop_session(run, session, keep_files=True)
             if session.interface in run.schedule:
                 self._perform(run, run.schedule.interface_down(session.interface, self._now))
@@ -800,7 +838,15 @@ class NodeAgent:
     # -- internals: status --------------------------------------------------------------
 
     def _file_entry(self, run: _Run) -> PacketCaptureFile:
-        listed = list_capture_files(self.capture_dir, *run.key, self.node_name)
+        try:
+            listed = list_capture_files(self.capture_dir, *run.key, self.node_name)
+        except PcapError as exc:
+            # Someone swapped the directory for a symlink (or made it unreadable): the
+            # run goes on, its status lists no file rather than one read through a symlink.
+            logger.warning("capture %s/%s: cannot list its files: %s", *run.key, exc)
+            listed = PacketCaptureFile(
+                directory=os.fspath(self.capture_dir), file_names=(), node=self.node_name
+            )
         return attrs.evolve(listed, state=run.schedule.node_state())
 
     def _report(self) -> None:

@@ -9,11 +9,13 @@ nesting, huge or binary documents) fails fast with a clear message.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import functools
+import gc
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from os import PathLike
 from pathlib import Path
 from typing import Any, Literal, TypeAlias, TypeVar
@@ -57,6 +59,7 @@ __all__ = [
     "load_all",
     "loads",
     "make_converter",
+    "parse_data",
     "parse_time",
     "to_dict",
 ]
@@ -68,7 +71,8 @@ T = TypeVar("T")
 MAX_DOCUMENT_BYTES = 32 * 1024 * 1024
 #: Deepest nesting accepted in a document.
 MAX_DEPTH = 64
-#: Most YAML nodes a document may expand to once aliases are followed (alias bombs).
+#: Most YAML nodes aliases may add to a document once followed (alias bombs). Nodes written
+#: out do not count: a long endpoint list without aliases is bounded by its size alone.
 MAX_NODES = 2_000_000
 
 _API_VERSIONS = (API_VERSION, "crd.projectcalico.org/v1")
@@ -375,6 +379,16 @@ def make_converter() -> cattrs.Converter:
         conv.register_structure_hook(
             top, _mapping_only(make_dict_structure_fn(top, conv, _cattrs_forbid_extra_keys=True))
         )
+    wep_top = conv.get_structure_hook(WorkloadEndpoint)
+
+    def structure_wep(value: Any, t: type) -> WorkloadEndpoint:
+        # The file-name rules `run` applies, so `validate` says what `run` will say.
+        wep: WorkloadEndpoint = wep_top(value, t)
+        problems = _v.endpoint_name_problems(wep)
+        if problems:
+            raise _ProblemsError(problems)
+        return wep
+
         conv.register_unstructure_hook(
             top, make_dict_unstructure_fn(top, conv, _cattrs_omit_if_default=True)
         )
@@ -387,6 +401,7 @@ def make_converter() -> cattrs.Converter:
             return []
         return [(_join("metadata", p), m) for p, m in _v.reserved_label_problems(labels)]
 
+    conv.register_structure_hook(WorkloadEndpoint, structure_wep)
     capture_s = conv.get_structure_hook(PacketCapture)
     conv.register_structure_hook(PacketCapture, _adding(capture_s, PacketCapture, reserved_labels))
     return conv
@@ -592,7 +607,38 @@ def to_dict(obj: Resource) -> dict[str, Any]:
 # --- text ------------------------------------------------------------------------------
 
 
-class _SafeLoader(yaml.SafeLoader):
+class _UniqueKeys:
+    """Constructor mix-in refusing a mapping that repeats a key (YAML says keys are unique).
+
+    PyYAML keeps the last value silently; Kubernetes' own decoder refuses. Keys brought in
+    by a merge (``<<: *base``) may be overridden, as YAML's merge rule allows.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            first: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(
+                    key_node, yaml.ScalarNode
+                ):
+                    continue
+                key = self.construct_object(key_node)  # type: ignore[attr-defined]
+                try:
+                    seen = first.get((type(key), key))  # 1 and true are different keys
+                except TypeError:
+                    continue  # unhashable: the constructor reports it
+                if seen is not None:
+                    raise yaml.constructor.ConstructorError(
+                        None,
+                        None,
+                        f"duplicate key {key!r} (first at line {seen})",
+                        key_node.start_mark,
+                    )
+                first[type(key), key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)  # type: ignore[misc,no-any-return]
+
+
+class _SafeLoader(_UniqueKeys, yaml.SafeLoader):
     """PyYAML's safe loader without implicit timestamps (times stay strings, checked by us)."""
 
 
@@ -622,7 +668,7 @@ for _first, _resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items():
 _Loader: Callable[[str], Any] = _SafeLoader
 if getattr(yaml, "__with_libyaml__", False):
 
-    class _CSafeLoader(yaml.CSafeLoader):
+    class _CSafeLoader(_UniqueKeys, yaml.CSafeLoader):
         """libyaml's safe loader with the same resolvers as :class:`_SafeLoader`."""
 
     _CSafeLoader.yaml_implicit_resolvers = _SafeLoader.yaml_implicit_resolvers
@@ -630,40 +676,83 @@ if getattr(yaml, "__with_libyaml__", False):
 
 
 def _check_node(node: yaml.Node) -> None:
-    """Refuse documents that nest too deeply or expand (through aliases) too far."""
-    sizes: dict[int, int] = {}
-    stack: list[tuple[yaml.Node, int, bool]] = [(node, 1, False)]
-    while stack:
-        current, depth, done = stack.pop()
-        key = id(current)
-        if done:
-            total = 1
-            for child in _children(current):
-                total += sizes[id(child)]
-            sizes[key] = total
-            if total > MAX_NODES:
-                raise ValidationError(
-                    [("", f"document expands to more than {MAX_NODES} nodes (alias bomb?)")]
-                )
-            continue
-        if key in sizes:
-            continue
-        if depth > MAX_DEPTH:
-            mark = current.start_mark
+    """Refuse documents that nest too deeply or that aliases expand too far.
+
+    Linear in the distinct nodes: one breadth-first pass checks the depth and notices a
+    collection reached twice (through an alias); only then are expanded sizes counted.
+    Aliases may add at most :data:`MAX_NODES` nodes, so a long document without aliases
+    is bounded by its size alone.
+    """
+    seen = {id(node)}
+    level = [node] if not isinstance(node, yaml.ScalarNode) else []
+    depth = 1
+    shared = False
+    scalars = 0
+    while level:
+        below: list[yaml.Node] = []
+        for current in level:
+            if isinstance(current, yaml.MappingNode):
+                for pair in current.value:
+                    below.extend(pair)
+            else:
+                below.extend(current.value)
+        if below and depth >= MAX_DEPTH:  # the nodes below are one level deeper
+            mark = below[0].start_mark
             raise ValidationError(
                 [("", f"nesting deeper than {MAX_DEPTH} levels at line {mark.line + 1}")]
             )
-        sizes_pending = [c for c in _children(current) if id(c) not in sizes]
-        stack.append((current, depth, True))
-        stack.extend((c, depth + 1, False) for c in sizes_pending)
+        level = []
+        for child in below:
+            if isinstance(child, yaml.ScalarNode):
+                scalars += 1  # an alias to a scalar adds one node, bounded by the size
+                continue
+            if id(child) in seen:
+                shared = True
+            else:
+                seen.add(id(child))
+                level.append(child)
+        depth += 1
+    if shared:
+        _check_expansion(node, len(seen) + scalars)
 
 
-def _children(node: yaml.Node) -> Iterable[yaml.Node]:
+def _check_expansion(node: yaml.Node, distinct: int) -> None:
+    """Refuse a document whose aliases add more than :data:`MAX_NODES` nodes."""
+    sizes: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(node, False)]
+    while stack:
+        current, done = stack.pop()
+        if done:
+            total = 1 + sum(sizes.get(id(c), 1) for c in _children(current))
+            sizes[id(current)] = total
+            if total - distinct > MAX_NODES:
+                raise ValidationError(
+                    [
+                        (
+                            "",
+                            f"aliases expand the document by more than {MAX_NODES} nodes "
+                            "(alias bomb?)",
+                        )
+                    ]
+                )
+            continue
+        if id(current) in sizes:
+            continue
+        stack.append((current, True))
+        stack.extend(
+            (c, False)
+            for c in _children(current)
+            if not isinstance(c, yaml.ScalarNode) and id(c) not in sizes
+        )
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    """Return the nodes right below ``node``."""
     if isinstance(node, yaml.SequenceNode):
         return list(node.value)
     if isinstance(node, yaml.MappingNode):
         return [n for pair in node.value for n in pair]
-    return ()
+    return []
 
 
 def _decode(text: str | bytes) -> str:
@@ -683,16 +772,27 @@ def _decode(text: str | bytes) -> str:
     return text
 
 
+class _DuplicateJsonKeyError(Exception):
+    """A JSON object repeats a key: the YAML parser, which knows lines, reports it."""
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise _DuplicateJsonKeyError
+    return out
+
+
 def _parse_documents(text: str) -> list[Any]:
     """Parse YAML (or JSON, a subset) into plain Python documents, refusing hostile input."""
     stripped = text.lstrip()
     if stripped[:1] in ("{", "["):
         try:
-            return [json.loads(text)]
+            return [json.loads(text, object_pairs_hook=_unique_pairs)]
         except RecursionError:
             raise ValidationError([("", "JSON nests too deeply")]) from None
-        except json.JSONDecodeError:
-            pass  # not strict JSON: YAML flow style may still parse it
+        except (json.JSONDecodeError, _DuplicateJsonKeyError):
+            pass  # not strict JSON (YAML flow style may parse it), or a key to locate
     docs: list[Any] = []
     try:
         loader = _Loader(text)
@@ -719,6 +819,33 @@ def _parse_documents(text: str) -> list[Any]:
     return docs
 
 
+@contextlib.contextmanager
+def _no_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a large input is loaded.
+
+    Loading allocates millions of small objects and frees none, so the collector ran again
+    and again over a growing heap, and loading was quadratic (a 50k-endpoint list took
+    19 s). Nothing built here holds a cycle worth collecting before the load ends.
+    """
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def parse_data(text: str | bytes) -> list[Any]:
+    """Parse YAML or JSON text into plain Python documents, with every limit of :func:`load_all`.
+
+    For YAML inputs that are not resources (a node's saved status): the same size, NUL,
+    UTF-8, nesting, alias and duplicate-key rules apply. Raises :class:`ValidationError`.
+    """
+    with _no_gc():
+        return [d for d in _parse_documents(_decode(text)) if d is not None]
+
+
 def loads(text: str | bytes) -> Resource:
     """Load one ``PacketCapture`` or ``WorkloadEndpoint`` from a YAML or JSON document.
 
@@ -726,7 +853,7 @@ def loads(text: str | bytes) -> Resource:
     exactly one valid resource. Use :func:`load_all` for several documents or lists. ``text``
     is never a file name: a one-line string like ``x.yaml`` is refused with a hint.
     """
-    docs = [d for d in _parse_documents(_decode(text)) if d is not None]
+    docs = parse_data(text)
     if len(docs) != 1:
         raise ValidationError(
             [("", f"expected one document, found {len(docs)} (use load_all for several)")]
@@ -775,7 +902,7 @@ def load_all(source: str | bytes | PathLike[str]) -> list[Resource]:
         if size > MAX_DOCUMENT_BYTES:
             raise ValidationError([("", f"{path} is larger than {MAX_DOCUMENT_BYTES} bytes")])
         source = path.read_bytes()
-    docs = [d for d in _parse_documents(_decode(source)) if d is not None]
+    docs = parse_data(source)
     if (
         isinstance(source, str)
         and len(docs) == 1
@@ -793,12 +920,13 @@ def load_all(source: str | bytes | PathLike[str]) -> list[Resource]:
         )
     results: list[Resource] = []
     problems: list[Problem] = []
-    for i, doc in enumerate(docs):
-        prefix = f"documents[{i}]" if len(docs) > 1 else ""
-        try:
-            results += _load_doc(doc)
-        except ValidationError as exc:
-            problems += exc.prefixed(prefix).problems if prefix else exc.problems
+    with _no_gc():
+        for i, doc in enumerate(docs):
+            prefix = f"documents[{i}]" if len(docs) > 1 else ""
+            try:
+                results += _load_doc(doc)
+            except ValidationError as exc:
+                problems += exc.prefixed(prefix).problems if prefix else exc.problems
     if problems:
         raise ValidationError(problems)
     return results

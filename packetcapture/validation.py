@@ -7,7 +7,6 @@ runs the same functions while loading, so direct construction and loading agree.
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -24,15 +23,20 @@ from packetcapture.model import (
 )
 
 __all__ = [
+    "MAX_BASE_NAME_BYTES",
+    "MAX_NAME_PART_BYTES",
     "PORT_PROTOCOLS",
     "PROTOCOL_NAMES",
     "close_match",
+    "endpoint_name_problems",
     "endpoint_problems",
+    "file_base_problems",
     "kind_name",
     "label_problems",
     "reserved_label_problems",
     "label_path",
     "meta_problems",
+    "path_part_problem",
     "rule_problems",
     "selector_problems",
     "spec_problems",
@@ -64,7 +68,11 @@ def close_match(key: str, known: Sequence[str]) -> str | None:
 
     Letter case is ignored, so ``InterfaceName`` matches ``interfaceName``.
     """
+    if not known:
+        return None
     folded = {k.lower(): k for k in known}
+    import difflib  # only for a misspelt key's hint
+
     hit = difflib.get_close_matches(key.lower(), list(folded), n=1)
     return folded[hit[0]] if hit else None
 
@@ -99,6 +107,95 @@ def name_problems(name: Any, path: str = "name") -> list[Problem]:
             )
         ]
     return []
+
+
+#: Longest file-name part (namespace, capture, pod, interface or node name), in UTF-8 bytes.
+MAX_NAME_PART_BYTES = 253
+#: Longest ``{pod}_{interface}`` stem: room for ``-{20 digits}.pcap`` in a 255-byte file name.
+MAX_BASE_NAME_BYTES = 255 - len("-") - 20 - len(".pcap")
+_TRAILING_DIGITS = re.compile(r"-\d+$")
+
+
+def path_part_problem(value: object, what: str) -> str | None:
+    r"""Return why ``value`` cannot be one part of a capture's file path (None if it can).
+
+    The one rule for every name that becomes a path component (namespace, capture, pod,
+    interface, node): a non-empty string, not ``.`` or ``..``, without ``/``, ``\``, NUL
+    or another control character, UTF-8 encodable, at most :data:`MAX_NAME_PART_BYTES`
+    bytes. ``packetcapture.pcap`` raises it as ``PcapError``; loading and ``validate``
+    report it as a problem.
+    """
+    if not isinstance(value, str) or not value:
+        return f"{what} name must be a non-empty string, not {value!r}"
+    if value in (".", ".."):
+        return f"{what} name {value!r} is not allowed"
+    if "/" in value or "\\" in value:
+        return f"{what} name {value!r} must not contain a path separator"
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        return f"{what} name {value!r} must not contain NUL or control characters"
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        return f"{what} name {value!r} is not valid UTF-8"
+    if size > MAX_NAME_PART_BYTES:
+        return f"{what} name is too long ({size} bytes, at most {MAX_NAME_PART_BYTES})"
+    return None
+
+
+def file_base_problems(
+    pod: object, interface: object, pod_path: str = "pod", interface_path: str = "interfaceName"
+) -> list[Problem]:
+    """Every reason ``{pod}_{interface}`` cannot name an endpoint interface's capture files.
+
+    Besides :func:`path_part_problem` for each: the pod name must not contain ``_`` (a
+    file name must split back unambiguously; Kubernetes pod names never do), the interface
+    name must not end in ``-<digits>`` (it would read as a rotated file), and the stem must
+    fit in :data:`MAX_BASE_NAME_BYTES` bytes.
+    """
+    problems: list[Problem] = []
+    for value, what, path in ((pod, "pod", pod_path), (interface, "interface", interface_path)):
+        message = path_part_problem(value, what)
+        if message is not None:
+            problems.append((path, message))
+    if problems:
+        return problems
+    assert isinstance(pod, str) and isinstance(interface, str)
+    if "_" in pod:
+        problems.append((pod_path, f"pod name {pod!r} must not contain '_'"))
+    if _TRAILING_DIGITS.search(interface):
+        problems.append(
+            (
+                interface_path,
+                f"interface name {interface!r} must not end in '-<digits>' "
+                "(it would look like a rotated file)",
+            )
+        )
+    if not problems and len(f"{pod}_{interface}".encode()) > MAX_BASE_NAME_BYTES:
+        problems.append(
+            (
+                interface_path,
+                "pod and interface names are too long together "
+                f"(at most {MAX_BASE_NAME_BYTES} bytes)",
+            )
+        )
+    return problems
+
+
+def endpoint_name_problems(endpoint: WorkloadEndpoint) -> list[Problem]:
+    """Check the file-name rules ``run`` applies to an endpoint it captures on.
+
+    Paths are from the document root.
+
+    Only an endpoint with ``spec.interfaceName`` is captured on; its files are named after
+    its pod (``spec.pod``, else ``spec.workload``, else ``metadata.name``) and interface.
+    """
+    spec = endpoint.spec
+    if not spec.interface_name:
+        return []
+    pod_path = "spec.pod" if spec.pod else "spec.workload" if spec.workload else "metadata.name"
+    return file_base_problems(
+        endpoint.pod_name, spec.interface_name, pod_path, "spec.interfaceName"
+    )
 
 
 def reserved_label_problems(labels: Mapping[Any, Any], field: str = "labels") -> list[Problem]:
@@ -243,8 +340,9 @@ def endpoint_typo_problems(spec: Mapping[str, Any], path: str = "") -> list[Prob
 def endpoint_problems(endpoint: WorkloadEndpoint) -> list[Problem]:
     """Every problem in a WorkloadEndpoint, paths from the document root.
 
-    Its metadata is checked as a capture's is, and a misspelt key spec field is reported
-    (see :func:`endpoint_typo_problems`).
+    Its metadata is checked as a capture's is, a misspelt key spec field is reported
+    (see :func:`endpoint_typo_problems`), and the names its capture files would get must be
+    safe (see :func:`endpoint_name_problems`).
     """
     problems = [(_join("metadata", p), m) for p, m in meta_problems(endpoint.metadata)]
     spec = endpoint.spec
@@ -256,6 +354,7 @@ def endpoint_problems(endpoint: WorkloadEndpoint) -> list[Problem]:
         "endpoint": spec.endpoint,
     }
     problems += endpoint_typo_problems({**spec.extra, **present}, "spec")
+    problems += endpoint_name_problems(endpoint)
     return problems
 
 

@@ -14,10 +14,13 @@ on a live interface) and hands out no packet at or after the clock's *horizon* (
 deadline of whoever drives it) until the clock has moved past it. So a capture's
 ``startTime`` and ``endTime`` select the packets whose timestamps fall in the window.
 
-A corrupt or truncated file raises :class:`ReplayFileError` (a
-:class:`~packetcapture.errors.PcapError` naming the file and byte offset, and a
-:class:`~packetcapture.errors.BackendBrokenError`) from ``read()``, after every packet before
-the bad spot was delivered. The end of the last file ends the source cleanly.
+A corrupt file (a bad header, or a record no capture can hold: longer than 262144 bytes)
+raises :class:`ReplayFileError` (a :class:`~packetcapture.errors.PcapError` naming the file
+and byte offset, and a :class:`~packetcapture.errors.BackendBrokenError`) from ``read()``,
+after every packet before the bad spot was delivered. A torn tail (the file ends inside a
+record, as after a crash) is not an error: its whole packets are delivered, a warning names
+the file, and the next file plays on (the rule of ``docs/files.md``, as for ``merge``). The
+end of the last file ends the source cleanly.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from packetcapture.backends.base import (
 )
 from packetcapture.clock import Clock, SystemClock
 from packetcapture.errors import BackendBrokenError, BackendUnavailableError, PcapError
-from packetcapture.pcap import PcapReader
+from packetcapture.pcap import PcapReader, PcapTruncatedError
 
 if TYPE_CHECKING:
     from packetcapture.bpf import BpfProgram
@@ -219,7 +222,17 @@ class ReplaySource(PacketSource):
         self._it = None
         return True
 
-    def _fail(self, exc: PcapError) -> ReplayFileError:
+    def _fail(self, exc: PcapError) -> ReplayFileError | None:
+        if isinstance(exc, PcapTruncatedError):
+            # The one rule for a torn tail (docs/files.md), as merge applies it: the file's
+            # whole packets count, a warning names it, and the next file plays on.
+            logger.warning(
+                "%s ends in a torn record at byte %s; its whole packets were replayed",
+                exc.path,
+                exc.offset,
+            )
+            self._advance()
+            return None
         error = ReplayFileError(exc)
         error.__cause__ = exc
         self._error = error

@@ -31,6 +31,7 @@ COMMAND_MODULES = [
     "packetcapture.cli._compile",
     "packetcapture.cli._summary",
     "packetcapture.cli._node",
+    "packetcapture.cli._kube",
 ]
 
 

@@ -28,8 +28,32 @@ __all__ = ["register"]
 
 
 def _common(parser: argparse.ArgumentParser, *, all_namespaces: bool = True) -> None:
-    # [NAMESPACE/]NAME and -n, as every command takes them (resolved by resolve_name).
-    add_name_args(parser, all_namespaces=all_namespaces)
+    # [NAMESPACE/]NAME and -n, as every command takes them (resolved by resolve_name);
+    # NAME is optional only for copy/clean --kubernetes NAMESPACE/NAME (checked when run).
+    add_name_args(parser, all_namespaces=all_namespaces, optional=all_namespaces)
+
+
+def _kubernetes_args(parser: argparse.ArgumentParser, what: str) -> None:
+    from packetcapture.cli._kube import _target, kube_args
+
+    group = parser.add_argument_group("on a cluster (instead of NAME and --capture-dir)")
+    group.add_argument("--kubernetes", type=_target, metavar="NAMESPACE/NAME", help=what)
+    kube_args(group)  # type: ignore[arg-type]
+
+
+def _kubernetes_or_name(args: argparse.Namespace, command: str) -> int | None:
+    """Run the cluster variant, or check NAME is there; None means: go on locally."""
+    if args.kubernetes is not None:
+        if args.name is not None:
+            return usage_error(command, "give NAME or --kubernetes NAMESPACE/NAME, not both")
+        from packetcapture.cli import _kube
+
+        return _kube.run_kube_copy(args) if command == "copy" else _kube.run_kube_clean(args)
+    if args.name is None:
+        return usage_error(command, "NAME (or --kubernetes NAMESPACE/NAME) is required")
+    if command == "clean" and args.force:
+        return usage_error(command, "--force goes with --kubernetes")
+    return None
 
 
 def _node_list(value: str) -> list[str]:
@@ -58,6 +82,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=".",
         help="destination directory, created with its parents if missing (default: .)",
     )
+    _kubernetes_args(copy, "copy every node's files into DEST/NODE/ (from the cluster)")
     copy.set_defaults(func=run_copy)
 
     clean = subparsers.add_parser(
@@ -67,6 +92,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     _common(clean)
     clean.add_argument("--capture-dir", default=DEFAULT_CAPTURE_DIR, help=capture_dir_help())
+    _kubernetes_args(clean, "remove the files on every node and empty status fileNames")
+    clean.add_argument(
+        "--force",
+        action="store_true",
+        help="with --kubernetes: clean even when a node's state is not Finished",
+    )
     clean.set_defaults(func=run_clean)
 
     merge = subparsers.add_parser(
@@ -126,26 +157,12 @@ def _namespaces(args: argparse.Namespace) -> list[str] | None:
     return [args.namespace]
 
 
-def _copy_file(src: Path, dest_dir: Path) -> None:
-    # Write a temporary file and rename it, so a symlink planted at the destination is
-    # replaced rather than followed.
-    import shutil
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(prefix=".pcap-copy-", dir=dest_dir)
-    try:
-        with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
-            shutil.copyfileobj(inp, out, 1 << 20)
-        shutil.copystat(src, tmp)
-        os.replace(tmp, dest_dir / src.name)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def run_copy(args: argparse.Namespace) -> int:
     """Copy capture files; exit 0 if at least one namespace's files were copied."""
-    from packetcapture.pcap import capture_directory, capture_file_names
+    from packetcapture.pcap import capture_file_names, copy_capture_files
+
+    if (done := _kubernetes_or_name(args, "copy")) is not None:
+        return done
 
     if (usage := resolve_name(args, "copy")) is not None:
         return usage
@@ -156,15 +173,14 @@ def run_copy(args: argparse.Namespace) -> int:
     copied_any = False
     for ns in namespaces:
         try:
-            src = capture_directory(args.capture_dir, ns, args.name)
             names = capture_file_names(args.capture_dir, ns, args.name)
             if not names:
                 errors.append(f"no files for capture {ns}/{args.name} in {args.capture_dir}")
                 continue
             dest = Path(args.dest) / ns if args.all_namespaces else Path(args.dest)
             dest.mkdir(parents=True, exist_ok=True)
-            for fname in names:
-                _copy_file(src / fname, dest)
+            # Read through the capture directory's descriptor, never by path (symlinks).
+            names = copy_capture_files(args.capture_dir, ns, args.name, dest)
             print(one_line(f"copied {len(names)} file(s) of {ns}/{args.name} to {dest}"))
             copied_any = True
         except (PacketCaptureError, OSError) as exc:
@@ -176,6 +192,8 @@ def run_copy(args: argparse.Namespace) -> int:
 
 def run_clean(args: argparse.Namespace) -> int:
     """Delete capture files; exit 0 if at least one namespace's files were deleted."""
+    if (done := _kubernetes_or_name(args, "clean")) is not None:
+        return done
     from packetcapture.pcap import capture_directory, remove_capture_files
 
     if (usage := resolve_name(args, "clean")) is not None:

@@ -13,11 +13,17 @@ __all__ = ["DEFAULT_NAMESPACE", "add_name_args", "resolve_name"]
 DEFAULT_NAMESPACE = "default"
 
 
-def add_name_args(parser: argparse.ArgumentParser, *, all_namespaces: bool) -> None:
-    """Add ``[NAMESPACE/]NAME``, ``-n/--namespace`` and, if asked, ``-a/--all-namespaces``."""
+def add_name_args(
+    parser: argparse.ArgumentParser, *, all_namespaces: bool, optional: bool = False
+) -> None:
+    """Add ``[NAMESPACE/]NAME``, ``-n/--namespace`` and, if asked, ``-a/--all-namespaces``.
+
+    ``optional`` makes NAME optional (the command checks it is there when it must be).
+    """
     parser.add_argument(
         "name",
         metavar="[NAMESPACE/]NAME",
+        nargs="?" if optional else None,
         help="the PacketCapture: NAMESPACE/NAME, or NAME with -n NAMESPACE",
     )
     group = parser.add_mutually_exclusive_group() if all_namespaces else parser

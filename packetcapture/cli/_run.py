@@ -130,6 +130,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     run.add_argument("--status-file", type=Path, metavar="FILE", help="also write the status here")
     run.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait while another run holds a capture's directory (default: refuse)",
+    )
+    run.add_argument(
         "--progress",
         choices=("auto", "always", "never"),
         default="auto",

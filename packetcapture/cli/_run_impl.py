@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as _dt
+import hashlib
 import logging
 import os
 import signal
@@ -18,10 +19,11 @@ from typing import TextIO
 import attrs
 import yaml
 
-from packetcapture.agent import NodeAgent, effective_selector
+from packetcapture.agent import NodeAgent, StatusCallback, effective_selector
 from packetcapture.backends.base import CaptureBackend, get_backend
 from packetcapture.backends.replay import ReplayBackend, ReplayClock
 from packetcapture.bpf import compile_filters, pcap_expression
+from packetcapture.cli._lock import BusyError, holder, lock_capture_dir
 from packetcapture.cli._names import resolve_name
 from packetcapture.cli._text import one_line
 from packetcapture.clock import SystemClock
@@ -42,13 +44,28 @@ from packetcapture.pcap import (
 from packetcapture.pcap._layout import open_capture_dir, validate_part
 from packetcapture.schedule import DEFAULT_RETRY
 from packetcapture.selector import parse
-from packetcapture.serde import dumps, load_all, to_dict
+from packetcapture.serde import MAX_DOCUMENT_BYTES, dumps, load_all, parse_data, to_dict
 
 __all__ = ["run_plan", "run_run", "run_status", "to_dict_entry"]
 
 logger = logging.getLogger("packetcapture.cli")
 
 STATUS_FILE = ".status-{node}.yaml"
+# A file name holds 255 bytes; the temporary copy adds ".{pid}.tmp" (at most 12 more).
+_MAX_STATUS_NAME = 255 - 12
+
+
+def status_file_name(node: str) -> str:
+    """Return the name of a node's status file: ``.status-{node}.yaml``.
+
+    A node name too long for a file name (Kubernetes allows 253 characters) keeps its first
+    characters and gets a hash of the whole name, so the name stays unique and bounded.
+    """
+    name = STATUS_FILE.format(node=node)
+    if len(name.encode()) <= _MAX_STATUS_NAME:
+        return name
+    digest = hashlib.sha256(node.encode()).hexdigest()[:16]
+    return STATUS_FILE.format(node=f"{node[:200]}~{digest}")
 
 
 # --- loading ----------------------------------------------------------------------------
@@ -200,7 +217,6 @@ def run_run(args: argparse.Namespace) -> int:
 
     stop = threading.Event()
     progress = _Progress(sys.stderr, args.progress)
-    replay = not args.live
 
     def on_status(namespace: str, name: str, status: PacketCaptureStatus) -> None:
         entry = status.files[0]
@@ -214,6 +230,42 @@ def run_run(args: argparse.Namespace) -> int:
             )
 
     previous = _install_sigint(stop)
+    locks = _lock_all(args, captures, stop)
+    if locks is None:
+        _restore_sigint(previous)
+        return 1
+    try:
+        return _run_agent(
+            args,
+            mine=mine,
+            captures=captures,
+            backend=backend,
+            clock=clock,
+            settings=settings,
+            stop=stop,
+            progress=progress,
+            on_status=on_status,
+        )
+    finally:
+        _restore_sigint(previous)
+        for fd in locks:
+            os.close(fd)  # releases the lock
+
+
+def _run_agent(
+    args: argparse.Namespace,
+    *,
+    mine: list[WorkloadEndpoint],
+    captures: list[PacketCapture],
+    backend: CaptureBackend,
+    clock: SystemClock | ReplayClock,
+    settings: CaptureSettings,
+    stop: threading.Event,
+    progress: _Progress,
+    on_status: StatusCallback,
+) -> int:
+    """Run the agent until a stop condition; print the final status (run_run's body)."""
+    replay = not args.live
     try:
         agent = NodeAgent(
             args.node,
@@ -228,12 +280,16 @@ def run_run(args: argparse.Namespace) -> int:
         )
     except (PacketCaptureError, OSError) as exc:
         _err(str(exc))
-        _restore_sigint(previous)
         return 1
     try:
+        # Ctrl-C / SIGTERM during set-up (thousands of endpoints) stop it at once.
         for capture in captures:
+            if stop.is_set():
+                break
             agent.apply(capture)
         for endpoint in mine:
+            if stop.is_set():
+                break
             agent.upsert_endpoint(endpoint)
         deadline = time.monotonic() + args.duration if args.duration else None
         replay_clock = clock if isinstance(clock, ReplayClock) else None
@@ -251,6 +307,10 @@ def run_run(args: argparse.Namespace) -> int:
                     timeout = 0
             due = agent.step(timeout=timeout)
             progress.show(agent)
+            # Live: an interface that went down or away restarts when it is back up, so
+            # the run waits for it (Calico's lifecycle) until endTime, --duration or Ctrl-C.
+            if args.live and _relink(agent):
+                continue
             if agent.idle():
                 break
             if replay_clock is not None:
@@ -267,11 +327,49 @@ def run_run(args: argparse.Namespace) -> int:
         _err(str(exc))
         _final_status(args, agent)
         return 1
-    finally:
-        _restore_sigint(previous)
     agent.close()
     progress.clear()
     return _final_status(args, agent)
+
+
+def _relink(agent: NodeAgent) -> bool:
+    """Restart the captures of interfaces back up; return whether some are still down."""
+    from packetcapture.backends.afpacket import link_up
+
+    down = agent.interfaces_down()
+    for iface in down:
+        if link_up(iface):
+            logger.info("%s is up again: capturing again", iface)
+            agent.set_interface_up(iface, True)
+    return bool(agent.interfaces_down())
+
+
+def _lock_all(
+    args: argparse.Namespace, captures: list[PacketCapture], stop: threading.Event
+) -> list[int] | None:
+    """Lock every capture's directory (see :mod:`._lock`); None when refused (said)."""
+    locks: list[int] = []
+    for capture in captures:
+        try:
+            locks.append(
+                lock_capture_dir(args.capture_dir, *capture.key, wait=args.wait, stop=stop)
+            )
+        except (BusyError, PacketCaptureError, OSError) as exc:
+            for fd in locks:
+                os.close(fd)
+            where = args.capture_dir / capture.namespace / capture.name
+            if isinstance(exc, BusyError):
+                pid = f"pid {exc.pid}" if exc.pid else "pid unknown"
+                _err(
+                    f"{where}: in use by another packetcapture run ({pid}); two runs on one "
+                    "capture directory would take each other's files: wait for it to end, "
+                    "or pass --wait"
+                )
+            else:
+                strerror = exc.strerror if isinstance(exc, OSError) else None
+                _err(f"{where}: cannot lock: {strerror or exc}")
+            return None
+    return locks
 
 
 def _next_deadline(agent: NodeAgent) -> _dt.datetime | None:
@@ -340,9 +438,11 @@ def _final_status(args: argparse.Namespace, agent: NodeAgent) -> int:
                 reason = iface.error.removeprefix(f"{iface.interface}: ")
                 _err(f"{capture.namespace}/{capture.name} {iface.interface}: {reason}")
             print(
-                f"{capture.namespace}/{capture.name} {iface.endpoint} {iface.interface}: "
-                f"{iface.packets} packets, {iface.bytes} bytes, {iface.dropped} dropped, "
-                f"{iface.filtered} filtered",
+                one_line(
+                    f"{capture.namespace}/{capture.name} {iface.endpoint} {iface.interface}: "
+                    f"{iface.packets} packets, {iface.bytes} bytes, {iface.dropped} dropped, "
+                    f"{iface.filtered} filtered" + (f" ({iface.reason})" if iface.reason else "")
+                ),
                 file=sys.stderr,
             )
         documents.append(attrs.evolve(capture, status=status))
@@ -372,7 +472,7 @@ def _save_state(
     one is removed, so that it never claims a state the capture has left, and a warning
     says so. Returns False when the file could not be written.
     """
-    path = capture_dir / namespace / name / STATUS_FILE.format(node=node)
+    path = capture_dir / namespace / name / status_file_name(node)
     text = yaml.safe_dump(to_dict_entry(entry), sort_keys=False).encode()
     try:
         validate_part(node, "node")
@@ -541,7 +641,7 @@ def run_status(args: argparse.Namespace) -> int:
     if not directory.is_dir():
         _err(f"no capture {namespace}/{name} under {args.capture_dir}")
         return 1
-    state_path = directory / STATUS_FILE.format(node=args.node)
+    state_path = directory / status_file_name(args.node)
     if not state_path.is_file():
         # The directory holds one node's files; without this node's status file they may
         # be another node's, so nothing is shown as this node's.
@@ -563,16 +663,38 @@ def run_status(args: argparse.Namespace) -> int:
         entry = attrs.evolve(entry, file_names=tuple(mine))
     entry = attrs.evolve(entry, state=state)
     sys.stdout.write(yaml.safe_dump({"status": {"files": [to_dict_entry(entry)]}}, sort_keys=False))
+    if state in _RUNNING and holder(directory) is None:
+        # Only a live run holds the directory's lock: this one ended without saving its
+        # last state (killed, or a disk it could not write to).
+        _err(
+            f"warning: {state_path} says {state} but no run holds {directory}: the run "
+            "that wrote it ended without saving its last state"
+        )
+        return 1
     return 0
+
+
+def _open_capture_dir_of(directory: Path) -> int:
+    """Open ``{capture_dir}/{namespace}/{name}`` given as one path, through descriptors."""
+    return open_capture_dir(directory.parent.parent, directory.parent.name, directory.name)
+
+
+_RUNNING = (CaptureState.SCHEDULED, CaptureState.WAITING_FOR_TRAFFIC, CaptureState.CAPTURING)
 
 
 def _status_nodes(directory: Path) -> list[str]:
     """Return the nodes that left a status file in a capture directory, sorted."""
     prefix, suffix = STATUS_FILE.split("{node}")
     try:
-        names = os.listdir(directory)
+        fd = _open_capture_dir_of(directory)
+    except (OSError, PacketCaptureError):
+        return []
+    try:
+        names = os.listdir(fd)
     except OSError:
         return []
+    finally:
+        os.close(fd)
     return sorted(
         n[len(prefix) : -len(suffix)]
         for n in names
@@ -592,24 +714,23 @@ def _read_state(path: Path) -> tuple[CaptureState | None, set[str | None] | None
     On a problem: None, None and a one-line reason the file is unusable.
     """
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)  # as the layout code: no symlinks
+        # As the layout code: through the capture directory's descriptor, no symlinks.
+        dir_fd = _open_capture_dir_of(path.parent)
+        try:
+            fd = os.open(path.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
+        finally:
+            os.close(dir_fd)
         with os.fdopen(fd, "rb") as f:
-            # libyaml, when there, refuses deep nesting at once; PyYAML's own parser recurses.
-            saved = yaml.load(
-                f.read().decode(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-            )
-    except OSError as exc:
-        return None, None, f"cannot read: {exc.strerror or exc}"
-    except UnicodeDecodeError:
-        return None, None, "unreadable status (not UTF-8 text)"
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        return None, None, f"unreadable status (invalid YAML: {exc.problem or exc.context}{at})"
-    except yaml.YAMLError as exc:
-        return None, None, f"unreadable status (invalid YAML: {' '.join(str(exc).split())})"
-    except RecursionError:  # PyYAML's composer recurses once per nesting level
-        return None, None, "unreadable status (nested too deeply)"
+            # Read one byte more than allowed, so parse_data sees an oversized file as such.
+            data = f.read(MAX_DOCUMENT_BYTES + 1)
+    except (OSError, PacketCaptureError) as exc:
+        return None, None, f"cannot read: {getattr(exc, 'strerror', None) or exc}"
+    try:
+        # The limits of every other YAML input: size, nesting, aliases, duplicate keys.
+        docs = parse_data(data)
+    except ValidationError as exc:
+        return None, None, f"unreadable status ({one_line(str(exc))})"
+    saved = docs[0] if len(docs) == 1 else None
     if not isinstance(saved, dict) or "state" not in saved:
         return None, None, "unreadable status (no state in it)"
     try:
@@ -619,7 +740,9 @@ def _read_state(path: Path) -> tuple[CaptureState | None, set[str | None] | None
     names = saved.get("fileNames") or []
     if not isinstance(names, list):
         return None, None, "unreadable status (fileNames is not a list)"
-    return state, {_base_of(str(n)) for n in names}, None
+    if not all(isinstance(n, str) for n in names):
+        return None, None, "unreadable status (fileNames holds something other than names)"
+    return state, {_base_of(n) for n in names}, None
 
 
 # --- plan -------------------------------------------------------------------------------

@@ -9,8 +9,8 @@ The public API, re-exported from private modules:
   ``captureMaxFiles`` and the writer's own settings.
 - Layout: :func:`capture_directory`, :func:`base_name`, :func:`parse_file_name`,
   :func:`check_free_space`.
-- Status and housekeeping: :func:`list_capture_files`, :func:`remove_capture_files`,
-  :func:`find_capture_namespaces`, :func:`merge_captures`.
+- Status and housekeeping: :func:`list_capture_files`, :func:`copy_capture_files`,
+  :func:`remove_capture_files`, :func:`find_capture_namespaces`, :func:`merge_captures`.
 """
 
 from packetcapture.pcap._format import LINKTYPE_ETHERNET
@@ -25,6 +25,7 @@ from packetcapture.pcap._layout import (
 )
 from packetcapture.pcap._listing import (
     capture_file_names,
+    copy_capture_files,
     find_capture_namespaces,
     list_capture_files,
     remove_capture_files,
@@ -60,6 +61,7 @@ __all__ = [
     "capture_directory",
     "capture_file_names",
     "check_free_space",
+    "copy_capture_files",
     "count_packets",
     "find_capture_namespaces",
     "find_merge_sources",

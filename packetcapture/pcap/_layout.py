@@ -15,11 +15,13 @@ import contextlib
 import errno
 import os
 import re
+import stat
 from pathlib import Path
-from typing import NamedTuple
+from typing import IO, NamedTuple
 
 from packetcapture.errors import PcapError
 from packetcapture.pcap._settings import CaptureSettings
+from packetcapture.validation import MAX_BASE_NAME_BYTES, file_base_problems, path_part_problem
 
 __all__ = [
     "MAX_BASE_NAME_BYTES",
@@ -29,41 +31,32 @@ __all__ = [
     "capture_directory",
     "check_free_space",
     "open_capture_dir",
+    "open_namespace_dir",
+    "open_regular_file",
+    "open_subdir",
     "parse_file_name",
     "rotated_name",
     "validate_part",
 ]
 
 SUFFIX = ".pcap"
-#: Longest ``{pod}_{interface}``: leaves room for ``-{20 digits}.pcap`` in a 255-byte name.
-MAX_BASE_NAME_BYTES = 255 - len("-") - 20 - len(SUFFIX)
-_MAX_PART_BYTES = 253
 _ROTATED = re.compile(r"^(?P<base>.+)-(?P<us>\d+)\.pcap$")
 _ACTIVE = re.compile(r"^(?P<base>.+)\.pcap$")
-_TRAILING_DIGITS = re.compile(r"-\d+$")
 
 
 def validate_part(value: object, what: str) -> str:
-    """Check one path component (namespace, capture, pod or interface name).
+    """Check one path component (namespace, capture, pod, interface or node name).
 
-    Refuses, with :class:`PcapError`, anything that is not a non-empty string, contains
-    ``/``, NUL or another control character, is ``.`` or ``..``, is not UTF-8 encodable,
-    or is longer than 253 bytes.
+    Raises :class:`PcapError` with the message of
+    :func:`packetcapture.validation.path_part_problem` (the one rule, which ``validate``
+    applies too): anything that is not a non-empty string, contains ``/``, NUL or another
+    control character, is ``.`` or ``..``, is not UTF-8 encodable, or is longer than 253
+    bytes.
     """
-    if not isinstance(value, str) or not value:
-        raise PcapError(f"{what} name must be a non-empty string, not {value!r}")
-    if value in (".", ".."):
-        raise PcapError(f"{what} name {value!r} is not allowed")
-    if "/" in value or "\\" in value:
-        raise PcapError(f"{what} name {value!r} must not contain a path separator")
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
-        raise PcapError(f"{what} name {value!r} must not contain NUL or control characters")
-    try:
-        size = len(value.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise PcapError(f"{what} name {value!r} is not valid UTF-8") from None
-    if size > _MAX_PART_BYTES:
-        raise PcapError(f"{what} name is too long ({size} bytes, at most {_MAX_PART_BYTES})")
+    message = path_part_problem(value, what)
+    if message is not None:
+        raise PcapError(message)
+    assert isinstance(value, str)
     return value
 
 
@@ -85,21 +78,10 @@ def base_name(pod: str, interface: str) -> str:
     not end in ``-<digits>`` (it would read as a rotated file), and the whole stem must fit
     in :data:`MAX_BASE_NAME_BYTES` bytes. Raises :class:`PcapError` otherwise.
     """
-    validate_part(pod, "pod")
-    validate_part(interface, "interface")
-    if "_" in pod:
-        raise PcapError(f"pod name {pod!r} must not contain '_'")
-    if _TRAILING_DIGITS.search(interface):
-        raise PcapError(
-            f"interface name {interface!r} must not end in '-<digits>' "
-            "(it would look like a rotated file)"
-        )
-    base = f"{pod}_{interface}"
-    if len(base.encode()) > MAX_BASE_NAME_BYTES:
-        raise PcapError(
-            f"pod and interface names are too long together (at most {MAX_BASE_NAME_BYTES} bytes)"
-        )
-    return base
+    problems = file_base_problems(pod, interface)
+    if problems:
+        raise PcapError(problems[0][1])
+    return f"{pod}_{interface}"
 
 
 def active_name(base: str) -> str:
@@ -209,6 +191,60 @@ def open_capture_dir(
         return _open_child_dir(ns_fd, name, create, str(target))
     finally:
         os.close(ns_fd)
+
+
+def open_namespace_dir(capture_dir: str | os.PathLike[str], namespace: str) -> int:
+    """Open ``{capture_dir}/{namespace}`` (never a symlink) and return its descriptor.
+
+    For removing a capture directory by name relative to it. Raises as
+    :func:`open_capture_dir`; the caller closes the descriptor.
+    """
+    validate_part(namespace, "namespace")
+    root_path = os.fspath(capture_dir)
+    try:
+        root = os.open(root_path, _DIR_FLAGS)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise PcapError(f"cannot open directory: {exc.strerror}", path=root_path) from exc
+    try:
+        return _open_child_dir(root, namespace, False, str(Path(capture_dir) / namespace))
+    finally:
+        os.close(root)
+
+
+def open_subdir(dir_fd: int, name: str, shown: str) -> int:
+    """Open directory ``name`` relative to ``dir_fd`` without following a symlink.
+
+    Raises :class:`PcapError` when it is a symlink or not a directory,
+    ``FileNotFoundError`` when it is missing.
+    """
+    return _open_child_dir(dir_fd, name, False, shown)
+
+
+def open_regular_file(dir_fd: int, name: str, shown: str) -> IO[bytes]:
+    """Open regular file ``name`` relative to ``dir_fd`` for reading, never through a symlink.
+
+    ``O_NOFOLLOW`` refuses a symlink, ``O_NONBLOCK`` keeps a planted FIFO from blocking, and
+    the open file must be a regular file. The file object's ``name`` is ``shown``, so
+    messages name the file. Raises :class:`PcapError`.
+    """
+
+    def opener(_: str, flags: int) -> int:
+        return os.open(
+            name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd
+        )
+
+    try:
+        f = open(shown, "rb", opener=opener)  # noqa: SIM115  (the caller closes it)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise PcapError("is a symlink; refusing to read it", path=shown) from exc
+        raise PcapError(f"cannot open: {exc.strerror}", path=shown) from exc
+    if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+        f.close()
+        raise PcapError("is not a regular file; refusing to read it", path=shown)
+    return f
 
 
 def check_free_space(capture_dir: str | os.PathLike[str], settings: CaptureSettings) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 from pathlib import Path
 
@@ -13,12 +12,16 @@ from packetcapture.pcap._layout import (
     SUFFIX,
     capture_directory,
     open_capture_dir,
+    open_namespace_dir,
+    open_regular_file,
+    open_subdir,
     parse_file_name,
     validate_part,
 )
 
 __all__ = [
     "capture_file_names",
+    "copy_capture_files",
     "find_capture_namespaces",
     "list_capture_files",
     "remove_capture_files",
@@ -98,36 +101,121 @@ def remove_capture_files(
         validate_part(pod, "pod")
     if interface is not None:
         validate_part(interface, "interface")
-    try:
-        fd = open_capture_dir(capture_dir, namespace, name)
-    except FileNotFoundError:
-        return []
     target = capture_directory(capture_dir, namespace, name)
     try:
+        ns_fd = open_namespace_dir(capture_dir, namespace)
+    except FileNotFoundError:
+        return []
+    try:
+        fd = open_subdir(ns_fd, name, str(target))
+    except FileNotFoundError:
+        os.close(ns_fd)
+        return []
+    except BaseException:
+        os.close(ns_fd)
+        raise
+    try:
         if pod is None:
+            # The whole directory, through descriptors only: nothing is resolved by path
+            # again, so swapping a directory for a symlink meanwhile redirects nothing.
             removed = sorted(os.listdir(fd))
-        else:
-            removed = []
-            for fname in _regular_pcaps(fd):
-                parsed = parse_file_name(fname)
-                if parsed is None or parsed.pod != pod:
-                    continue
-                if interface is not None and parsed.interface != interface:
-                    continue
-                os.unlink(fname, dir_fd=fd)
-                removed.append(fname)
-            return sorted(removed)
+            _empty_directory(fd, str(target))
+            os.rmdir(name, dir_fd=ns_fd)
+            return removed
+        removed = []
+        for fname in _regular_pcaps(fd):
+            parsed = parse_file_name(fname)
+            if parsed is None or parsed.pod != pod:
+                continue
+            if interface is not None and parsed.interface != interface:
+                continue
+            os.unlink(fname, dir_fd=fd)
+            removed.append(fname)
+        return sorted(removed)
     except OSError as exc:
         raise PcapError(f"cannot delete: {exc.strerror}", path=str(target)) from exc
     finally:
         os.close(fd)
-    # The whole directory: open_capture_dir checked it is a real directory, and rmtree
-    # never follows symlinks inside it.
+        os.close(ns_fd)
+
+
+#: Deepest directory nesting :func:`_empty_directory` descends (capture directories hold
+#: files only; anything deeper was planted).
+_MAX_REMOVE_DEPTH = 16
+
+
+def _empty_directory(fd: int, shown: str, depth: int = 0) -> None:
+    """Delete everything in the directory open as ``fd``, like ``rm -r`` of its contents.
+
+    Each entry is unlinked relative to ``fd`` (a symlink goes, its target stays); one that
+    is a directory is opened with ``O_NOFOLLOW`` relative to ``fd``, emptied the same way
+    and removed. No path is ever resolved again.
+    """
+    if depth > _MAX_REMOVE_DEPTH:
+        raise PcapError(f"directories nest deeper than {_MAX_REMOVE_DEPTH} levels", path=shown)
+    for entry in os.listdir(fd):
+        try:
+            os.unlink(entry, dir_fd=fd)
+            continue
+        except FileNotFoundError:
+            continue
+        except IsADirectoryError:
+            pass
+        try:
+            sub = open_subdir(fd, entry, f"{shown}/{entry}")
+        except FileNotFoundError:
+            continue
+        try:
+            _empty_directory(sub, f"{shown}/{entry}", depth + 1)
+        finally:
+            os.close(sub)
+        os.rmdir(entry, dir_fd=fd)
+
+
+def copy_capture_files(
+    capture_dir: str | os.PathLike[str],
+    namespace: str,
+    name: str,
+    dest: str | os.PathLike[str],
+) -> list[str]:
+    """Copy a capture's ``.pcap`` files into directory ``dest``; return the names (sorted).
+
+    Each file is opened relative to the capture directory's descriptor with ``O_NOFOLLOW``
+    and must be a regular file, so a symlink planted or swapped in meanwhile is never read
+    through. Each copy is written to a temporary file in ``dest`` and renamed over the
+    destination name (a symlink there is replaced, not followed); the mode and times are
+    kept. Raises :class:`PcapError`.
+    """
+    import shutil
+    import tempfile
+
+    target = capture_directory(capture_dir, namespace, name)
     try:
-        shutil.rmtree(target)
+        fd = open_capture_dir(capture_dir, namespace, name)
+    except FileNotFoundError:
+        return []
+    dest_dir = Path(dest)
+    copied: list[str] = []
+    try:
+        for fname in sorted(_regular_pcaps(fd)):
+            with open_regular_file(fd, fname, str(target / fname)) as src:
+                st = os.fstat(src.fileno())
+                out_fd, tmp = tempfile.mkstemp(prefix=".pcap-copy-", dir=dest_dir)
+                try:
+                    with os.fdopen(out_fd, "wb") as out:
+                        shutil.copyfileobj(src, out, 1 << 20)
+                        os.fchmod(out.fileno(), stat.S_IMODE(st.st_mode))
+                    os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
+                    os.replace(tmp, dest_dir / fname)
+                except BaseException:
+                    Path(tmp).unlink(missing_ok=True)
+                    raise
+            copied.append(fname)
     except OSError as exc:
-        raise PcapError(f"cannot delete: {exc.strerror}", path=str(target)) from exc
-    return removed
+        raise PcapError(f"cannot copy: {exc.strerror}", path=exc.filename or str(target)) from exc
+    finally:
+        os.close(fd)
+    return copied
 
 
 def find_capture_namespaces(capture_dir: str | os.PathLike[str], name: str) -> list[str]:
@@ -137,21 +225,30 @@ def find_capture_namespaces(capture_dir: str | os.PathLike[str], name: str) -> l
     ``{capture_dir}/*/{name}`` directories. Symlinked directories are skipped.
     """
     validate_part(name, "capture")
-    root = Path(capture_dir)
-    found = []
+    root = os.fspath(capture_dir)
     try:
-        entries = sorted(os.scandir(root), key=lambda e: e.name)
+        root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except FileNotFoundError:
         return []
     except OSError as exc:
-        raise PcapError(f"cannot list: {exc.strerror}", path=str(root)) from exc
-    for entry in entries:
-        if not entry.is_dir(follow_symlinks=False):
-            continue
-        try:
-            st = os.lstat(root / entry.name / name)
-        except OSError:
-            continue
-        if stat.S_ISDIR(st.st_mode):
-            found.append(entry.name)
+        raise PcapError(f"cannot list: {exc.strerror}", path=root) from exc
+    found = []
+    try:
+        for ns in sorted(os.listdir(root_fd)):
+            try:
+                ns_fd = open_subdir(root_fd, ns, f"{root}/{ns}")
+            except (OSError, PcapError):
+                continue  # a symlink, a file, or gone
+            try:
+                st = os.stat(name, dir_fd=ns_fd, follow_symlinks=False)
+            except OSError:
+                continue
+            finally:
+                os.close(ns_fd)
+            if stat.S_ISDIR(st.st_mode):
+                found.append(ns)
+    except OSError as exc:
+        raise PcapError(f"cannot list: {exc.strerror}", path=root) from exc
+    finally:
+        os.close(root_fd)
     return found

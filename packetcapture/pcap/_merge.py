@@ -5,6 +5,7 @@ from __future__ import annotations
 import heapq
 import logging
 import os
+import stat
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO
@@ -19,7 +20,13 @@ from packetcapture.pcap._format import (
     format_description,
     parse_description,
 )
-from packetcapture.pcap._layout import SUFFIX, capture_directory, parse_file_name
+from packetcapture.pcap._layout import (
+    SUFFIX,
+    capture_directory,
+    open_regular_file,
+    open_subdir,
+    parse_file_name,
+)
 from packetcapture.pcap._reader import PcapReader, PcapTruncatedError
 
 __all__ = ["MergeResult", "MergeSource", "find_merge_sources", "merge_captures"]
@@ -49,12 +56,89 @@ class MergeResult:
     damaged_files: tuple[str, ...] = ()
 
 
-def _capture_files(directory: Path) -> list[str]:
+def _open_merge_dir(root: Path, namespace: str, name: str) -> tuple[int, Path]:
+    """Open where a directory given to merge holds the files; return its descriptor and path.
+
+    ``{root}/{namespace}/{name}`` when ``{root}/{namespace}`` exists (a capture directory),
+    else ``root`` itself (a copy). Below ``root`` (the user's choice, which may be a symlink)
+    nothing is followed: a symlinked namespace or capture directory is refused.
+    """
     try:
-        names = os.listdir(directory)
+        root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as exc:
-        raise PcapError(f"cannot list: {exc.strerror}", path=str(directory)) from exc
-    return [n for n in names if n.endswith(SUFFIX) and (directory / n).is_file()]
+        reason = "no such directory" if isinstance(exc, FileNotFoundError) else exc.strerror
+        raise PcapError(str(reason or exc), path=str(root)) from exc
+    try:
+        ns_fd = open_subdir(root_fd, namespace, str(root / namespace))
+    except FileNotFoundError:
+        return root_fd, root  # a directory the files were copied into
+    except BaseException:
+        os.close(root_fd)
+        raise
+    os.close(root_fd)
+    try:
+        return open_subdir(ns_fd, name, str(root / namespace / name)), root / namespace / name
+    except FileNotFoundError:
+        raise PcapError("no such directory", path=str(root / namespace / name)) from None
+    finally:
+        os.close(ns_fd)
+
+
+def _capture_files(dir_fd: int, shown: Path) -> list[str]:
+    """Names of the regular ``.pcap`` files in the directory open as ``dir_fd``."""
+    try:
+        names = os.listdir(dir_fd)
+    except OSError as exc:
+        raise PcapError(f"cannot list: {exc.strerror}", path=str(shown)) from exc
+    out = []
+    for n in names:
+        if not n.endswith(SUFFIX):
+            continue
+        try:
+            st = os.stat(n, dir_fd=dir_fd, follow_symlinks=False)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode):
+            out.append(n)
+    return out
+
+
+def _find_sources(
+    directories: Sequence[str | os.PathLike[str]], namespace: str, name: str
+) -> tuple[list[MergeSource], list[int]]:
+    """Return the sources and one open descriptor per directory (the caller closes them)."""
+    capture_directory(".", namespace, name)  # validates the names
+    sources: list[MergeSource] = []
+    fds: list[int] = []
+    try:
+        for index, d in enumerate(directories):
+            root = Path(d)
+            fd, where = _open_merge_dir(root, namespace, name)
+            fds.append(fd)
+            label = root.resolve().name or str(root)
+            groups: dict[str, list[tuple[int, str]]] = {}
+            parts: dict[str, tuple[str | None, str | None]] = {}
+            for fname in _capture_files(fd, where):
+                parsed = parse_file_name(fname)
+                if parsed is None:
+                    key = fname
+                    order = 0
+                    parts[key] = (None, None)
+                else:
+                    key = parsed.base
+                    # Rotated files by rotation time; the active file is the newest.
+                    order = parsed.rotated_us if parsed.rotated_us is not None else 1 << 80
+                    parts[key] = (parsed.pod, parsed.interface)
+                groups.setdefault(key, []).append((order, fname))
+            for key in sorted(groups):
+                files = tuple(where / f for _, f in sorted(groups[key]))
+                pod, iface = parts[key]
+                sources.append(MergeSource(where, label, index, pod, iface, files))
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+    return sources, fds
 
 
 def find_merge_sources(
@@ -65,34 +149,12 @@ def find_merge_sources(
     A directory is either a capture directory (the files are in
     ``{dir}/{namespace}/{name}/``) or a directory the files were copied into directly
     (``packetcapture copy``). Rotated files come first, oldest first, then the active file.
+    Below each directory nothing is followed: a symlinked namespace or capture directory
+    is refused (:class:`PcapError`) and symlinked files are skipped.
     """
-    capture_directory(".", namespace, name)  # validates the names
-    sources: list[MergeSource] = []
-    for index, d in enumerate(directories):
-        root = Path(d)
-        nested = root / namespace / name
-        where = nested if nested.is_dir() else root
-        if not where.is_dir():
-            raise PcapError("no such directory", path=str(root))
-        label = root.resolve().name or str(root)
-        groups: dict[str, list[tuple[int, str]]] = {}
-        parts: dict[str, tuple[str | None, str | None]] = {}
-        for fname in _capture_files(where):
-            parsed = parse_file_name(fname)
-            if parsed is None:
-                key = fname
-                order = 0
-                parts[key] = (None, None)
-            else:
-                key = parsed.base
-                # Rotated files by rotation time; the active file is the newest.
-                order = parsed.rotated_us if parsed.rotated_us is not None else 1 << 80
-                parts[key] = (parsed.pod, parsed.interface)
-            groups.setdefault(key, []).append((order, fname))
-        for key in sorted(groups):
-            files = tuple(where / f for _, f in sorted(groups[key]))
-            pod, iface = parts[key]
-            sources.append(MergeSource(where, label, index, pod, iface, files))
+    sources, fds = _find_sources(directories, namespace, name)
+    for fd in fds:
+        os.close(fd)
     return sources
 
 
@@ -117,7 +179,22 @@ def merge_captures(
     """
     if nodes is not None and len(nodes) != len(directories):
         raise ValueError("nodes must name one node per directory")
-    sources = find_merge_sources(directories, namespace, name)
+    sources, fds = _find_sources(directories, namespace, name)
+    try:
+        return _merge(sources, fds, (namespace, name), output, nodes)
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def _merge(
+    sources: list[MergeSource],
+    fds: list[int],
+    capture: tuple[str, str],
+    output: IO[bytes],
+    nodes: Sequence[str] | None,
+) -> MergeResult:
+    namespace, name = capture
     output.write(encode_pcapng_shb(user_application="packetcapture merge"))
     iface_ids: dict[tuple[int, int], int] = {}
     damaged: list[str] = []
@@ -151,8 +228,13 @@ def merge_captures(
         return out
 
     def stream(src_idx: int) -> Iterator[tuple[int, int, bytes, int]]:
-        for path in sources[src_idx].files:
-            with PcapReader(path) as reader:
+        src = sources[src_idx]
+        for path in src.files:
+            # Opened relative to the directory's descriptor, never through a symlink.
+            with (
+                open_regular_file(fds[src.index], path.name, str(path)) as f,
+                PcapReader(f) as reader,
+            ):
                 try:
                     for rec in reader.records():
                         info = reader.interfaces[rec.interface_id]

@@ -38,7 +38,8 @@ __all__ = [
 ]
 
 _CHUNK = 1 << 20
-# libpcap refuses records larger than this unless the header's snaplen is larger.
+# libpcap's largest snap length (MAXIMUM_SNAPLEN): a classic pcap record longer than this
+# is refused by libpcap, tcpdump and tshark ("invalid packet capture length"), so by us too.
 _MAX_SNAPLEN = 262144
 # A pcapng block larger than this is treated as corrupt rather than read into memory.
 _MAX_BLOCK = 1 << 28
@@ -249,6 +250,11 @@ class PcapReader:
         )
         if major != 2:
             raise PcapError(f"unsupported pcap version {major}", path=self.path, offset=4)
+        # As libpcap (tcpdump says "snapshot length 262144"): a snap length of 0 or above
+        # the maximum means the maximum. Records longer than that are corrupt, whatever the
+        # header says (docs/files.md, "Torn and impossible records").
+        if snaplen == 0 or snaplen > _MAX_SNAPLEN:
+            snaplen = _MAX_SNAPLEN
         # The upper bits of the link-type field carry FCS information.
         self.interfaces.append(
             InterfaceInfo(

@@ -91,10 +91,12 @@ def test_link_type_from_file(tmp_path: Path) -> None:
 
 def test_corrupt_file_raises_after_good_packets(tmp_path: Path) -> None:
     frames = conformance_frames()
-    path = write_pcap(tmp_path / "torn.pcap", frames)
-    data = path.read_bytes()
-    path.write_bytes(data[:-10])  # the last record is torn
+    path = write_pcap(tmp_path / "corrupt.pcap", frames)
+    data = bytearray(path.read_bytes())
     last_record = len(data) - 16 - len(frames[-1])
+    # A captured length no capture can hold (libpcap's maximum is 262144): corrupt.
+    data[last_record + 8 : last_record + 12] = (300_000).to_bytes(4, "little")
+    path.write_bytes(data)
     with ReplayBackend({"eth0": path}).open("eth0", BpfProgram.accept_all()) as source:
         assert [p[1] for p in source.read()] == frames[:-1]
         with pytest.raises(ReplayFileError) as info:
@@ -106,6 +108,30 @@ def test_corrupt_file_raises_after_good_packets(tmp_path: Path) -> None:
         with pytest.raises(ReplayFileError):  # stays broken
             source.read()
         assert not source.exhausted
+
+
+@pytest.mark.parametrize("speed", [None, 1e9])
+def test_a_torn_tail_plays_its_whole_packets_and_warns(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, speed: float | None
+) -> None:
+    """The one torn-tail rule (docs/files.md): whole packets count, a warning, on to the next."""
+    frames = conformance_frames()
+    torn = write_pcap(tmp_path / "torn.pcap", frames)
+    data = torn.read_bytes()
+    torn.write_bytes(data[:-10])  # the last record is torn
+    last_record = len(data) - 16 - len(frames[-1])
+    after = write_pcap(tmp_path / "next.pcap", frames[:2])
+    backend = ReplayBackend({"eth0": [torn, after]}, speed=speed)
+    with backend.open("eth0", BpfProgram.accept_all()) as source:
+        got: list[bytes] = []
+        deadline = time.monotonic() + 20
+        while not source.exhausted and time.monotonic() < deadline:
+            got += [p[1] for p in source.read()]
+    assert got == frames[:-1] + frames[:2]
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warning == (
+        f"{torn} ends in a torn record at byte {last_record}; its whole packets were replayed"
+    )
 
 
 def test_bad_header_is_a_pcap_error_at_open(tmp_path: Path) -> None:

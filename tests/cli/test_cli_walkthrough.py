@@ -150,7 +150,8 @@ def test_status_file_mode_ignores_the_umask(
     saved = tmp_path / "c" / TARGET / ".status-node-1.yaml"
     assert stat.S_IMODE(saved.stat().st_mode) == 0o644
     assert sorted(p.name for p in saved.parent.iterdir() if p.name.startswith(".")) == [
-        ".status-node-1.yaml"  # no temporary file left behind
+        ".packetcapture.lock",  # the run's lock (see docs/files.md)
+        ".status-node-1.yaml",  # no temporary file left behind
     ]
 
 
@@ -195,9 +196,9 @@ def test_merge_node_takes_several_names(tmp_path: Path, capsys: pytest.CaptureFi
     head = ["merge", "sample-capture", "-n", "sample-namespace", *dirs]
     code, out, err = cli([*head, "--node", "a,b", "-o", str(tmp_path / "m.pcapng")], capsys)
     assert code == 0, err
-    assert "merged 32 packet(s) from 2 file(s), 2 interface(s)" in out
+    assert "merged 36 packet(s) from 2 file(s), 2 interface(s)" in out
     with PcapReader(tmp_path / "m.pcapng") as reader:
-        assert len(list(reader.records())) == 32
+        assert len(list(reader.records())) == 36
         nodes = sorted(
             re.sub(r".* node=(\S+) .*", r"\1", str(i.description)) for i in reader.interfaces
         )
@@ -233,7 +234,7 @@ def test_merge_node_takes_several_names(tmp_path: Path, capsys: pytest.CaptureFi
         capsys,
     )
     assert code == 0, err
-    assert "merged 32 packet(s) from 2 file(s), 2 interface(s)" in out
+    assert "merged 36 packet(s) from 2 file(s), 2 interface(s)" in out
 
 
 def test_verbose_after_the_subcommand(tmp_path: Path) -> None:
@@ -347,7 +348,7 @@ def test_merge_of_a_torn_file_warns_once(
         f"packetcapture: warning: {pcap} ends in a torn record; its whole packets were kept"
     ]
     assert [r for r in caplog.records if "truncated" in r.getMessage()] == []
-    assert "merged 15 packet(s)" in out
+    assert "merged 17 packet(s)" in out
 
 
 @pytest.mark.parametrize("command", ["plan", "run"])
@@ -383,10 +384,10 @@ def test_replay_several_files_for_one_interface(
         source=("--replay", f"{IFACE}={pcap}", "--replay", f"{IFACE}={pcap}"),
     )
     assert code == 0, err
-    assert re.search(rf"{IFACE}: 32 packets", err), err
+    assert re.search(rf"{IFACE}: 36 packets", err), err
     with PcapReader(tmp_path / "c" / TARGET / PCAP) as reader:
         twice = [data for _, data, _ in reader]
-    assert len(twice) == 32 and twice[:16] == twice[16:]  # the file, then the file again
+    assert len(twice) == 36 and twice[:18] == twice[18:]  # the file, then the file again
 
 
 def _without_interface(tmp_path: Path) -> Path:
