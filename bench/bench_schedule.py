@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import statistics
+import time
 import timeit
 from collections.abc import Callable
 
@@ -72,18 +73,35 @@ def bench_failure_retry() -> float:
     return per_call(setup, 2_000)
 
 
+def bench_setup(n: int) -> float:
+    """Add ``n`` interfaces one at a time (a run's set-up); return the cost per interface."""
+    times = []
+    for _ in range(3):
+        schedule = CaptureSchedule(now=T0)
+        start = time.perf_counter()
+        for i in range(n):
+            schedule.add_interface(f"cali{i}", T0)
+        times.append((time.perf_counter() - start) / n)
+    return statistics.median(times)
+
+
 def main() -> None:
+    setup = {n: bench_setup(n) for n in (1_000, 4_000, 16_000)}
     rows = [
         ("packet_seen, Capturing (hot path), 20 ifaces", bench_packet_seen()),
         ("tick, nothing due, 20 ifaces", bench_idle_tick()),
         ("failure + tick at retry deadline, 20 ifaces", bench_failure_retry()),
         ("update_times (restart all), 20 ifaces", bench_spec_change(20)),
         ("update_times (restart all), 500 ifaces", bench_spec_change(500)),
+        *((f"add_interface during set-up, {n} ifaces (per iface)", t) for n, t in setup.items()),
     ]
     width = max(len(name) for name, _ in rows)
     print(f"{'operation':<{width}}  median per call")
     for name, seconds in rows:
         print(f"{name:<{width}}  {seconds * 1e6:10.2f} us")
+    # Goal: set-up is linear (the same cost per interface at 1k and 16k; issue 16 measured
+    # 1.1/2.2/8.5 s for 1k/2k/4k endpoints before).
+    print(f"set-up cost per interface, 16k vs 1k: {setup[16_000] / setup[1_000]:.2f}x (goal: ~1x)")
 
 
 if __name__ == "__main__":

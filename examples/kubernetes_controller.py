@@ -1,16 +1,17 @@
-"""A node agent driven by a Kubernetes watch: the way felix runs captures, in ~100 lines.
+"""Embedding the node agent in your own Kubernetes process (the real one is `packetcapture node`).
 
-Run one copy per node (a DaemonSet with hostNetwork, privileged or CAP_NET_RAW, the node
-name from the downward API, and the host's capture directory mounted):
+For a cluster, run the shipped agent: `packetcapture node` (the DaemonSet in `deploy/`), built
+on `packetcapture.kube` — list+watch with resume, 410 relists, backoff, status writes that
+never lose another node's entry. See docs/kubernetes.md. This example shows the same agent
+embedded in a process of your own, in a few lines:
 
     NODE_NAME=node-1 python examples/kubernetes_controller.py --capture-dir /var/log/calico/pcap
 
-It watches PacketCaptures and this node's WorkloadEndpoints through Calico's API server
-(`projectcalico.org/v3`), feeds them to a NodeAgent that captures live, and patches each
-capture's status with this node's entry, merged with the other nodes' entries.
+and, below it, `handle_event` / `patch_status`: how a watch event and a status change map onto
+the `NodeAgent` API, for controllers written another way (plain Python, unit-tested without a
+cluster in tests/agent/test_agent_embedding.py).
 
-Needs the `kubernetes` client (`pip install kubernetes`); packetcapture does not depend on it.
-The event handling (`handle_event`) is plain Python and is unit-tested without a cluster.
+Needs the `kubernetes` client (`pip install 'packetcapture[kubernetes]'`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 import threading
 from typing import Any
@@ -45,7 +47,7 @@ def handle_event(agent: NodeAgent, event: dict[str, Any]) -> None:
             return
         resource = pc.from_dict(obj)
     except pc.ValidationError as err:
-        # The API server validated it already; a mismatch is logged, not fatal.
+        # Calico's API would have refused it: logged, never fatal.
         log.warning("ignoring %s %s/%s: %s", kind, namespace, name, err)
         return
     if isinstance(resource, pc.PacketCapture):
@@ -55,28 +57,23 @@ def handle_event(agent: NodeAgent, event: dict[str, Any]) -> None:
 
 
 def patch_status(api: Any, namespace: str, name: str, mine: pc.PacketCaptureStatus) -> None:
-    """Merge this node's entry into the capture's status and patch the status subresource."""
+    """Merge this node's entry into the capture's status and patch the status subresource.
+
+    The patch carries the resourceVersion just read, so the API server refuses it (409) if
+    another node wrote in between; the caller reads again and retries. (A patch without it
+    is last-writer-wins and loses other nodes' entries. `packetcapture.kube.StatusWriter`
+    does this with retries, coalescing and rate limits.)
+    """
     current = api.get_namespaced_custom_object(GROUP, VERSION, namespace, "packetcaptures", name)
     theirs = pc.from_dict(current).status or pc.PacketCaptureStatus()
     merged = merge_status([theirs, mine])
-    body = {"status": pc.to_dict(pc.PacketCapture(status=merged))["status"]}
+    body: dict[str, Any] = {"status": pc.to_dict(pc.PacketCapture(status=merged))["status"]}
+    version = current.get("metadata", {}).get("resourceVersion")
+    if version:
+        body["metadata"] = {"resourceVersion": version}
     api.patch_namespaced_custom_object_status(
         GROUP, VERSION, namespace, "packetcaptures", name, body
     )
-
-
-def watch(api: Any, agent: NodeAgent, plural: str, stop: threading.Event) -> None:
-    """Feed every event of one resource type to the agent until ``stop`` is set."""
-    from kubernetes import watch as k8s_watch
-
-    while not stop.is_set():
-        stream = k8s_watch.Watch().stream(
-            api.list_cluster_custom_object, GROUP, VERSION, plural, timeout_seconds=60
-        )
-        for event in stream:
-            handle_event(agent, event)
-            if stop.is_set():
-                break
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -92,41 +89,22 @@ def main(argv: list[str] | None = None) -> None:
         help="where capture files go (default: %(default)s)",
     )
     args = parser.parse_args(argv)
-    # Imported only now, so that --help works without the optional client installed.
+    # Checked only now, so that --help works without the optional client installed.
     try:
-        from kubernetes import client, config
+        import kubernetes  # noqa: F401
     except ImportError:
         sys.exit("this example needs the kubernetes package: pip install kubernetes")
+    from packetcapture.kube import KubeAgentConfig, KubeNodeAgent, load_api_client
+
     logging.basicConfig(level=logging.INFO)
-    if "KUBERNETES_SERVICE_HOST" in os.environ:
-        config.load_incluster_config()
-    else:
-        config.load_kube_config()
-    api = client.CustomObjectsApi()
-
-    def on_status(namespace: str, name: str, status: pc.PacketCaptureStatus) -> None:
-        try:
-            patch_status(api, namespace, name, status)
-        except Exception as exc:  # the next change patches again; felix retries likewise
-            log.warning("status of %s/%s not patched: %s", namespace, name, exc)
-
+    agent = NodeAgent(args.node, get_backend("afpacket"), args.capture_dir)
+    kube = KubeNodeAgent(load_api_client(), agent, KubeAgentConfig(node=args.node))
     stop = threading.Event()
-    agent = NodeAgent(
-        args.node, get_backend("afpacket"), args.capture_dir, on_status_change=on_status
-    )
-    threads = [
-        threading.Thread(target=watch, args=(api, agent, "packetcaptures", stop), daemon=True),
-        # Every node's endpoints arrive; the agent keeps only its own (spec.node).
-        threading.Thread(target=watch, args=(api, agent, "workloadendpoints", stop), daemon=True),
-    ]
-    for thread in threads:
-        thread.start()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        agent.run(stop)  # the one I/O loop; watch threads call apply/upsert concurrently
+        kube.run(stop)  # watches, captures, writes status; final status on the way out
     except KeyboardInterrupt:
         stop.set()
-    finally:
-        agent.close()
 
 
 if __name__ == "__main__":

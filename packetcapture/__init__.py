@@ -7,7 +7,7 @@ rotated pcap files. See ``docs/`` for a guide to each piece.
 
 # Names are imported on first use (PEP 562), so `import packetcapture.cli` or
 # `from packetcapture.errors import X` does not load every subpackage and its dependencies
-# (lark, cattrs, yaml, ...). Type checkers see the real imports below.
+# (attrs, cattrs, yaml, ...). Type checkers see the real imports below.
 import importlib as _importlib
 
 from packetcapture._version import __version__

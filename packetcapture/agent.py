@@ -126,6 +126,9 @@ class InterfaceDetails:
     packets_deleted: int  #: packets in rotated files deleted by retention
     error: str | None
     files: tuple[str, ...]
+    #: why its capture last stopped by itself ("interface cali1 went down", "packet limit
+    #: reached", "end of replay file"), until it starts again
+    reason: str | None = None
 
 
 @attrs.frozen
@@ -157,6 +160,7 @@ class _Session:
     bytes: int = 0
     dropped: int = 0  # from sources already closed
     lost: int = 0  # taken from a source but never written (see InterfaceDetails.dropped)
+    reason: str | None = None  # why its source last ended by itself
     filtered: int = 0
     deleted: int = 0  # packets deleted by retention, from writers already closed
 
@@ -353,12 +357,29 @@ class NodeAgent:
             else:
                 self._down.add(interface)
             for run in self._runs.values():
-                if interface in run.schedule:
+                # Only a change: "up" for an interface already up is no input at all.
+                if interface in run.schedule and run.schedule.status(interface).up != up:
                     if up:
                         self._perform(run, run.schedule.interface_up(interface, self._now))
                     else:
                         self._perform(run, run.schedule.interface_down(interface, self._now))
             self._wake()
+
+    def interfaces_down(self) -> list[str]:
+        """Return the captured interfaces that went down or away, sorted.
+
+        Their captures stopped with files kept and restart on
+        ``set_interface_up(name, True)`` (``run --live`` polls the links for it).
+        """
+        with self._lock:
+            return sorted(
+                iface
+                for iface in self._down
+                if any(
+                    iface in run.schedule and not run.schedule.status(iface).up
+                    for run in self._runs.values()
+                )
+            )
 
     # -- the loop -----------------------------------------------------------------------
 
@@ -400,15 +421,19 @@ class NodeAgent:
             self.step(timeout=max_wait)
 
     def idle(self) -> bool:
-        """Return True when nothing can happen any more without a new input.
+        """Return True when no packet can be captured any more without a new input.
 
-        No source is open and no schedule has a pending deadline: every capture has
-        finished, or every replayed source has ended. The CLI stops on it.
+        No source is open (every replayed file has ended, every interface stopped or
+        failed) and no schedule can open one by itself: no interface waits for its
+        ``startTime`` or for a retry. A pending ``endTime`` alone does not count: all it
+        would do is mark the capture ``Finished``, as :meth:`close` does. New input (a
+        capture, an endpoint, an interface coming up) can make the agent busy again. The
+        CLI's ``run`` stops on it.
         """
         with self._lock:
             if any(s.source is not None for r in self._runs.values() for s in r.sessions.values()):
                 return False
-            return self._next_deadline() is None
+            return not any(_may_start(r.schedule) for r in self._runs.values())
 
     def flush(self) -> None:
         """Write every buffered packet to its file now (writers also flush on their own)."""
@@ -504,6 +529,7 @@ class NodeAgent:
                         packets_deleted=deleted,
                         error=errors.get(iface),
                         files=files,
+                        reason=session.reason,
                     )
                 )
             return CaptureDetails(
@@ -582,6 +608,7 @@ class NodeAgent:
         """Open the writer and the source; return the reason on failure."""
         self._stop_session(run, session, keep_files=True)
         session.seen_packet = False
+        session.reason = None
         ns, name = run.key
         try:
             check_free_space(self.capture_dir, self.settings)
@@ -698,7 +725,19 @@ class NodeAgent:
             return
         if source.exhausted:
             reason = source.end_reason or "source ended"
-            logger.info("capture %s/%s on %s: %s", *run.key, session.interface, reason)
+            session.reason = reason
+            if source.link_lost:
+                # Calico's lifecycle: stop, keep the files, capture again once it is back.
+                self._down.add(session.interface)
+                logger.warning(
+                    "capture %s/%s on %s stopped: %s (files kept; capturing again when it is "
+                    "back up)",
+                    *run.key,
+                    session.interface,
+                    reason,
+                )
+            else:
+                logger.info("capture %s/%s on %s: %s", *run.key, session.interface, reason)
             failure = self._stop_session(run, session, keep_files=True)
             if session.interface in run.schedule:
                 self._perform(run, run.schedule.interface_down(session.interface, self._now))
@@ -870,6 +909,15 @@ class NodeAgent:
                 pass
         except BlockingIOError:
             pass
+
+
+def _may_start(schedule: CaptureSchedule) -> bool:
+    """Whether a schedule will start a capture by itself: a start time or a retry is due."""
+    for name in schedule.interfaces():
+        status = schedule.status(name)
+        if status.state is CaptureState.SCHEDULED or status.retry_at is not None:
+            return True
+    return False
 
 
 def _files_of(names: Iterable[str], pod: str, interface: str) -> tuple[str, ...]:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import datetime as _dt
 import enum
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import MappingProxyType
 from typing import Final, TypeAlias
 
@@ -468,6 +468,144 @@ def aggregate_state(
     return _S if scheduled else _F
 
 
+class _Tally:
+    """How many interfaces count for each rule of :func:`aggregate_state`, kept up to date."""
+
+    __slots__ = ("captured", "error", "scheduled", "total", "waiting")
+
+    def __init__(self) -> None:
+        self.total = self.error = self.captured = self.waiting = self.scheduled = 0
+
+    def count(self, status: InterfaceStatus | None, sign: int) -> None:
+        """Add (``sign`` 1) or take away (-1) one interface's status."""
+        if status is None:
+            return
+        self.total += sign
+        state = status.state
+        if state is _E:
+            self.error += sign
+        elif state is _C or state is _W:
+            if status.captured:
+                self.captured += sign
+            if state is _W:
+                self.waiting += sign
+        elif state is _S:
+            self.scheduled += sign
+
+    def state(self, when_empty: CaptureState) -> CaptureState:
+        """Return the node state :func:`aggregate_state` gives for the interfaces counted."""
+        if not self.total:
+            return when_empty
+        if self.error:
+            return _E
+        if self.captured:
+            return _C
+        if self.waiting:
+            return _W
+        return _S if self.scheduled else _F
+
+
+class _States(Mapping[str, CaptureState]):
+    """Every interface's state when a result was made: a snapshot that costs no copy.
+
+    The newest snapshot reads the schedule's live dict. When a commit changes that dict in
+    place, the snapshot it replaces keeps the old statuses of the changed interfaces
+    (``_undo``) and a link to the next one, so an old snapshot reads as the live dict
+    with every later change undone (rare: results are usually read at once).
+    """
+
+    __slots__ = ("_live", "_next", "_undo")
+
+    def __init__(self, live: dict[str, InterfaceStatus]) -> None:
+        self._live: dict[str, InterfaceStatus] | None = live
+        self._undo: dict[str, InterfaceStatus | None] = {}
+        self._next: _States | None = None
+
+    def _retire(self, undo: dict[str, InterfaceStatus | None], after: _States) -> None:
+        self._live, self._undo, self._next = None, undo, after
+
+    def _status(self, name: str) -> InterfaceStatus | None:
+        view: _States | None = self
+        while view is not None:
+            if view._live is not None:
+                return view._live.get(name)
+            if name in view._undo:
+                return view._undo[name]
+            view = view._next
+        return None  # pragma: no cover - the chain always ends in the live dict
+
+    def _snapshot(self) -> dict[str, InterfaceStatus]:
+        chain: list[_States] = []
+        view: _States | None = self
+        while view is not None and view._live is None:
+            chain.append(view)
+            view = view._next
+        assert view is not None and view._live is not None
+        out = dict(view._live)
+        for old in reversed(chain):  # undo the newest change first
+            for name, status in old._undo.items():
+                if status is None:
+                    out.pop(name, None)
+                else:
+                    out[name] = status
+        return out
+
+    def __getitem__(self, name: str) -> CaptureState:
+        status = self._status(name)
+        if status is None:
+            raise KeyError(name)
+        return status.state
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._live if self._live is not None else self._snapshot()))
+
+    def __len__(self) -> int:
+        return len(self._live if self._live is not None else self._snapshot())
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self._status(name) is not None
+
+    def __repr__(self) -> str:
+        return repr(dict(self.items()))
+
+
+class _Overlay:
+    """A transaction's view of the interfaces: the live dict plus its own changes."""
+
+    __slots__ = ("base", "changes")
+
+    def __init__(self, base: dict[str, InterfaceStatus]) -> None:
+        self.base = base
+        self.changes: dict[str, InterfaceStatus | None] = {}  # None: removed
+
+    def get(self, name: str) -> InterfaceStatus | None:
+        if name in self.changes:
+            return self.changes[name]
+        return self.base.get(name)
+
+    def __getitem__(self, name: str) -> InterfaceStatus:
+        status = self.get(name)
+        if status is None:
+            raise KeyError(name)
+        return status
+
+    def __setitem__(self, name: str, status: InterfaceStatus) -> None:
+        self.changes[name] = status
+
+    def __delitem__(self, name: str) -> None:
+        self.changes[name] = None
+
+    def names(self) -> list[str]:
+        """Return every interface's name, sorted (a pass over all: window edges, stop)."""
+        names = set(self.base)
+        for name, status in self.changes.items():
+            if status is None:
+                names.discard(name)
+            else:
+                names.add(name)
+        return sorted(names)
+
+
 # --------------------------------------------------------------------------------------------
 # Results.
 
@@ -517,7 +655,10 @@ class _Txn:
         self.phase = schedule._phase
         self.stopped = schedule._stopped
         self.retry = schedule._retry
-        self.ifaces = dict(schedule._ifaces)
+        self.retrying = schedule._retrying
+        # Changes are kept aside (no copy of every interface per input) and applied only
+        # when the input turns out legal.
+        self.ifaces = _Overlay(schedule._ifaces)
         self.transitions: list[Transition] = []
         self.actions: list[Action] = []
         self.stale = False
@@ -560,7 +701,7 @@ class _Txn:
             self.actions.extend(actions)
 
     def fire_all(self, event: Event) -> None:
-        for name in sorted(self.ifaces):
+        for name in self.ifaces.names():
             self.fire(name, event)
 
     def advance(self) -> None:
@@ -573,10 +714,11 @@ class _Txn:
             # Time only moves forward, so the phase only moves BEFORE -> ACTIVE -> AFTER; a jump
             # over the whole window goes straight to AFTER without starting anything.
             self.fire_all(Event.WINDOW_CLOSES if phase is Phase.AFTER else Event.WINDOW_OPENS)
-        if phase is Phase.ACTIVE:
-            for name in sorted(self.ifaces):
-                status = self.ifaces[name]
-                if status.state is _E and status.retry_at and status.retry_at <= self.now:
+        if phase is Phase.ACTIVE and self.retrying:
+            # Only the interfaces waiting for a retry: no pass over all of them per input.
+            for name in sorted(n for n, at in self.retrying.items() if at <= self.now):
+                status = self.ifaces.get(name)
+                if status is not None and status.state is _E and status.retry_at:
                     self.fire(name, Event.RETRY_DUE)
 
 
@@ -626,6 +768,12 @@ class CaptureSchedule:
         self._start, self._end = _times(start_time, end_time)
         self._retry = retry
         self._ifaces: dict[str, InterfaceStatus] = {}
+        # Kept up to date at each commit from the interfaces that changed, so that an input
+        # costs the same with 10 or 50,000 interfaces: the retry time of each interface in
+        # Error, and how many interfaces count for each rule of aggregate_state.
+        self._retrying: dict[str, _dt.datetime] = {}
+        self._tally = _Tally()
+        self._states = _States(self._ifaces)
         self._now: _dt.datetime | None = None
         self._phase: Phase | None = None
         self._stopped = False
@@ -863,16 +1011,39 @@ class CaptureSchedule:
         return self._commit(txn)
 
     def _commit(self, txn: _Txn) -> ScheduleResult:
+        live = self._ifaces
+        changes = txn.ifaces.changes
+        if changes:
+            undo: dict[str, InterfaceStatus | None] = {}
+            retrying = self._retrying
+            for name, new in changes.items():
+                old = live.get(name)
+                if new is old:
+                    continue
+                undo[name] = old
+                self._tally.count(old, -1)
+                self._tally.count(new, 1)
+                if new is None:
+                    del live[name]
+                else:
+                    live[name] = new
+                if new is not None and new.state is _E and new.retry_at is not None:
+                    retrying[name] = new.retry_at
+                else:
+                    retrying.pop(name, None)
+            if undo:
+                view = _States(live)
+                self._states._retire(undo, view)
+                self._states = view
         self._now = txn.now
         self._start, self._end = txn.start, txn.end
         self._phase = txn.phase
         self._stopped = txn.stopped
-        self._ifaces = txn.ifaces
         self._deadline = self._compute_deadline()
         old_node = self._node_state
-        self._node_state = aggregate_state(self._ifaces.values(), when_empty=self._empty_state())
+        self._node_state = self._tally.state(self._empty_state())
         changed = self._node_state is not old_node
-        states = MappingProxyType(self.states())  # one snapshot serves both results
+        states = self._states  # one snapshot serves both results
         self._idle = self._result((), (), False, states=states)
         if not (txn.transitions or changed or txn.stale):
             return self._idle
@@ -892,7 +1063,7 @@ class CaptureSchedule:
         return ScheduleResult(
             actions=actions,
             transitions=transitions,
-            states=MappingProxyType(self.states()) if states is None else states,
+            states=self._states if states is None else states,
             node_state=self._node_state,
             node_state_changed=changed,
             next_deadline=self._deadline,
@@ -913,7 +1084,7 @@ class CaptureSchedule:
             candidates.append(self._start)
         if self._end is not None:
             candidates.append(self._end)
-        candidates.extend(s.retry_at for s in self._ifaces.values() if s.retry_at is not None)
+        candidates.extend(self._retrying.values())
         return min(candidates) if candidates else None
 
     def __repr__(self) -> str:

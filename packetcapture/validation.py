@@ -7,7 +7,6 @@ runs the same functions while loading, so direct construction and loading agree.
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -69,7 +68,11 @@ def close_match(key: str, known: Sequence[str]) -> str | None:
 
     Letter case is ignored, so ``InterfaceName`` matches ``interfaceName``.
     """
+    if not known:
+        return None
     folded = {k.lower(): k for k in known}
+    import difflib  # only for a misspelt key's hint
+
     hit = difflib.get_close_matches(key.lower(), list(folded), n=1)
     return folded[hit[0]] if hit else None
 

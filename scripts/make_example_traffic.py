@@ -3,7 +3,11 @@
 Deterministic (fixed timestamps and payloads), so the files only change when this script
 does. Run from the repository root: ``python scripts/make_example_traffic.py``.
 Each file holds, for its pod: an HTTP exchange on TCP 80 (IPv4), HTTPS on 443, a DNS query
-on UDP 53, ICMP echo, ICMPv6 echo and an HTTP exchange over IPv6.
+on UDP 53 (no response), ICMP echo, ICMPv6 echo and an HTTP exchange over IPv6. The pod on
+``cali1a2b3c4d5e6`` (node-1's sample-app pod) also has trouble, for ``packetcapture
+summary`` to find (docs/summary.md): a connection to port 80 refused (SYN answered by RST), a
+DNS lookup failing with NXDOMAIN, one answered, and a DNS query to a host that answers
+with ICMP port unreachable.
 """
 
 from __future__ import annotations
@@ -90,6 +94,61 @@ def tcp_exchange(  # noqa: PLR0917 - a plain list of the exchange's parts
         yield eth(pkt, v6, outbound), outbound
 
 
+TROUBLE_IFACE = "cali1a2b3c4d5e6"
+DNS_SERVER = "10.96.0.10"
+
+
+def udp4(src: str, dst: str, sport: int, dport: int, payload: bytes) -> dpkt.ip.IP:
+    udp = dpkt.udp.UDP(sport=sport, dport=dport, data=payload)
+    udp.ulen = len(udp)
+    return ip4(src, dst, 17, udp)
+
+
+def dns_exchange(  # noqa: PLR0917 - a plain list of the exchange's parts
+    client: str, sport: int, qid: int, name: str, rcode: int, answer: str | None
+) -> list[bytes]:
+    """A DNS query for ``name`` (type A) from the pod and the server's response."""
+    query = dpkt.dns.DNS(id=qid, qd=[dpkt.dns.DNS.Q(name=name, type=dpkt.dns.DNS_A)])
+    query.rd = 1
+    reply = dpkt.dns.DNS(id=qid, qd=[dpkt.dns.DNS.Q(name=name, type=dpkt.dns.DNS_A)])
+    reply.qr, reply.rd, reply.ra, reply.rcode = dpkt.dns.DNS_R, 1, 1, rcode
+    if answer is not None:
+        reply.an = [
+            dpkt.dns.DNS.RR(
+                name=name,
+                type=dpkt.dns.DNS_A,
+                cls=dpkt.dns.DNS_IN,
+                ttl=30,
+                ip=socket.inet_aton(answer),
+            )
+        ]
+    return [
+        eth(udp4(client, DNS_SERVER, sport, 53, bytes(query)), False, True),
+        eth(udp4(DNS_SERVER, client, 53, sport, bytes(reply)), False, False),
+    ]
+
+
+def trouble(pod4: str, peer4: str) -> list[bytes]:
+    """A refused connection, a failing and a working DNS lookup, an ICMP error."""
+    flags = dpkt.tcp
+    syn = dpkt.tcp.TCP(sport=40003, dport=80, seq=7000, flags=flags.TH_SYN, win=64240)
+    rst = dpkt.tcp.TCP(
+        sport=80, dport=40003, seq=0, ack=7001, flags=flags.TH_RST | flags.TH_ACK, win=0
+    )
+    out = [eth(ip4(pod4, peer4, 6, syn), False, True), eth(ip4(peer4, pod4, 6, rst), False, False)]
+    out += dns_exchange(pod4, 53001, 0x2345, "db.sample-namespace.svc.cluster.local", 3, None)
+    out += dns_exchange(
+        pod4, 53002, 0x2346, "sample-app.sample-namespace.svc.cluster.local", 0, "10.96.100.20"
+    )
+    # A query to a pod that runs no DNS server: its host answers "port unreachable".
+    probe = udp4(
+        pod4, peer4, 53003, 53, bytes(dpkt.dns.DNS(id=0x2347, qd=[dpkt.dns.DNS.Q(name="db")]))
+    )
+    unreach = dpkt.icmp.ICMP(type=3, code=3, data=dpkt.icmp.ICMP.Unreach(data=bytes(probe)))
+    out += [eth(probe, False, True), eth(ip4(peer4, pod4, 1, unreach), False, False)]
+    return out
+
+
 def frames(iface: str) -> list[bytes]:
     pod4, pod6, peer4, peer6 = PODS[iface]
     out: list[bytes] = []
@@ -112,6 +171,8 @@ def frames(iface: str) -> list[bytes]:
     echo6 = dpkt.icmp6.ICMP6(type=128, data=dpkt.icmp6.ICMP6.Echo(id=1, seq=1, data=b"ping"))
     out.append(eth(ip6(pod6, peer6, 58, echo6), True, True))
     out += [f for f, _ in tcp_exchange(peer6, pod6, 40002, 80, http_req, http_rep, v6=True)]
+    if iface == TROUBLE_IFACE:
+        out += trouble(pod4, peer4)
     return out
 
 

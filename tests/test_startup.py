@@ -154,3 +154,50 @@ def test_defaults_are_one_value_everywhere() -> None:
     assert bpf.DEFAULT_SNAPLEN == backends.DEFAULT_SNAPLEN == base.DEFAULT_SNAPLEN == 262144
     assert bpf.DEFAULT_SNAPLEN is _defaults.DEFAULT_SNAPLEN
     assert pcap.DEFAULT_CAPTURE_DIR == _defaults.DEFAULT_CAPTURE_DIR == "/var/log/calico/pcap"
+
+
+# What each command must not load: the parts of the package it does not use, and the
+# dependencies those parts bring (start-up time is mostly imports and what they build).
+_SELECTOR_UNNEEDED = ("attr", "attrs", "cattrs", "lark", "yaml", "hashlib", "packetcapture.model")
+_RUN_REPLAY_UNNEEDED = (
+    "lark",
+    "importlib.metadata",  # the entry-point scan: shipped backends resolve without it
+    "ctypes.util",  # find_library runs ldconfig
+    "socket",
+    "difflib",
+    "packetcapture.backends.afpacket",
+    "packetcapture.backends.memory",
+)
+
+
+def test_selector_loads_neither_attrs_nor_lark() -> None:
+    loaded = _loaded_after("import packetcapture.selector as s\ns.parse('a == \"b\"')")
+    assert "packetcapture.selector._tables" in loaded
+    assert loaded.isdisjoint(_SELECTOR_UNNEEDED), sorted(loaded & set(_SELECTOR_UNNEEDED))
+
+
+def test_run_replay_loads_only_the_replay_path(tmp_path: Path) -> None:
+    code = "import sys\nfrom packetcapture.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+    argv = [
+        "run",
+        str(EXAMPLES / "sample-capture.yaml"),
+        "--endpoints",
+        str(EXAMPLES / "endpoints.yaml"),
+        "--node",
+        "node-1",
+        "--replay-dir",
+        str(EXAMPLES / "traffic"),
+        "--capture-dir",
+        str(tmp_path),
+    ]
+    loaded = _loaded_after(code, *argv)
+    assert {"packetcapture.agent", "packetcapture.backends.replay", "yaml"} <= loaded  # it ran
+    assert (tmp_path / "sample-namespace" / "sample-capture").is_dir()
+    assert loaded.isdisjoint(_RUN_REPLAY_UNNEEDED), sorted(loaded & set(_RUN_REPLAY_UNNEEDED))
+
+
+def test_validate_loads_no_capture_machinery() -> None:
+    code = "import sys\nfrom packetcapture.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+    loaded = _loaded_after(code, "validate", "-q", str(EXAMPLES / "sample-capture.yaml"))
+    unneeded = {"lark", "importlib.metadata", "socket", "ctypes", "packetcapture.backends"}
+    assert loaded.isdisjoint(unneeded), sorted(loaded & unneeded)

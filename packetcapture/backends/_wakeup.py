@@ -64,9 +64,9 @@ _libc: ctypes.CDLL | None = None
 def _lib() -> ctypes.CDLL:
     global _libc  # noqa: PLW0603 - loaded once, lazily
     if _libc is None:
-        import ctypes.util  # here: it imports a lot (shutil, subprocess) and few need it
-
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        # The process's own symbols, libc's among them (ctypes.util.find_library("c") would
+        # run ldconfig in a subprocess: ~5-10 ms of every start-up that opens a source).
+        _libc = ctypes.CDLL(None, use_errno=True)
     return _libc
 
 

@@ -52,7 +52,7 @@ from packetcapture.errors import BackendUnavailableError
 if TYPE_CHECKING:
     from packetcapture.bpf import BpfProgram
 
-__all__ = ["AfPacketBackend", "AfPacketSource", "linktype_for_hatype"]
+__all__ = ["AfPacketBackend", "AfPacketSource", "link_up", "linktype_for_hatype"]
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +70,8 @@ ETH_P_ALL = 0x0003
 SO_TIMESTAMPNS = 35
 SCM_TIMESTAMPNS = SO_TIMESTAMPNS
 SIOCGIFINDEX = 0x8933
+SIOCGIFFLAGS = 0x8913
+IFF_UP = 0x1
 TP_STATUS_USER = 1
 TP_STATUS_VLAN_VALID = 1 << 4
 TP_STATUS_VLAN_TPID_VALID = 1 << 6
@@ -494,6 +496,11 @@ class AfPacketSource(PacketSource):
             self._verdict = program.executor()
             self._refilter_blocks = self._block_nr + 1
 
+    @property
+    def link_lost(self) -> bool:
+        """True once the interface went down or was removed (see the module docstring)."""
+        return self._gone is not None
+
     def _stop_receiving(self) -> None:
         from packetcapture.bpf import BpfProgram
         from packetcapture.bpf._attach import _set
@@ -526,6 +533,17 @@ class AfPacketSource(PacketSource):
             self._mm.close()
             self._mm = None
         self._sock.close()
+
+
+def link_up(interface: str) -> bool:
+    """Return whether ``interface`` exists in this network namespace and is up (IFF_UP)."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            req = struct.pack("16sH", interface.encode()[:15], 0)
+            flags = struct.unpack("16sH", fcntl.ioctl(sock, SIOCGIFFLAGS, req)[:18])[1]
+    except (OSError, UnicodeEncodeError):
+        return False
+    return bool(flags & IFF_UP)
 
 
 def _take_raw(

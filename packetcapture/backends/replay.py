@@ -7,6 +7,13 @@ built for another link type is refused). By default packets are handed out as fa
 are read; with ``speed`` they are paced by their original timestamps (``speed=2.0`` plays
 twice as fast), against ``clock`` (a :class:`packetcapture.clock.Clock`).
 
+With a :class:`ReplayClock` (``replay_clock``), the files' own timestamps are the time of
+the replay: the clock starts at the first packet and moves with the packets replayed; a
+source opened at time T skips the packets before T (they went by before it was open, as
+on a live interface) and hands out no packet at or after the clock's *horizon* (the next
+deadline of whoever drives it) until the clock has moved past it. So a capture's
+``startTime`` and ``endTime`` select the packets whose timestamps fall in the window.
+
 A corrupt file (a bad header, or a record no capture can hold: longer than 262144 bytes)
 raises :class:`ReplayFileError` (a :class:`~packetcapture.errors.PcapError` naming the file
 and byte offset, and a :class:`~packetcapture.errors.BackendBrokenError`) from ``read()``,
@@ -18,8 +25,11 @@ end of the last file ends the source cleanly.
 
 from __future__ import annotations
 
+import datetime as _dt
 import logging
 import os
+import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -42,12 +52,105 @@ from packetcapture.pcap import PcapReader, PcapTruncatedError
 if TYPE_CHECKING:
     from packetcapture.bpf import BpfProgram
 
-__all__ = ["ReplayBackend", "ReplayFileError", "ReplaySource"]
+__all__ = ["ReplayBackend", "ReplayClock", "ReplayFileError", "ReplaySource"]
 
 logger = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike[str]
 _NS = 1_000_000_000
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
+_US = _dt.timedelta(microseconds=1)
+
+
+def _to_ns(when: _dt.datetime) -> int:
+    return (when.astimezone(_dt.UTC) - _EPOCH) // _US * 1000
+
+
+class ReplayClock:
+    """The time of a replay: the replayed packets' timestamps (a :class:`Clock`).
+
+    ``start`` is where it begins (usually the first packet's time: :meth:`first_packet`).
+    It moves forward with every packet a source made with it hands out, and jumps when
+    told to (:meth:`advance_to`, :meth:`sleep_until`: a replay never waits for its own
+    time). :meth:`set_horizon` bounds what the sources hand out: nothing at or after it, so
+    whoever drives the clock can process a deadline (an ``endTime``) before the packets
+    that follow it. :meth:`stalled` says when every open source waits at the horizon or
+    has ended: then the clock may jump to the horizon. ``monotonic()`` is the real one
+    (pacing with ``speed`` still runs in real time).
+    """
+
+    def __init__(self, start: _dt.datetime) -> None:
+        if start.utcoffset() is None:
+            raise ValueError("start must be timezone-aware")
+        self._now_ns = _to_ns(start)
+        self._horizon_ns: int | None = None
+        self._sources: weakref.WeakSet[ReplaySource] = weakref.WeakSet()
+
+    @staticmethod
+    def first_packet(paths: Sequence[PathLike]) -> _dt.datetime | None:
+        """Return the earliest first-packet time of ``paths`` (None: no packet in any).
+
+        Files that cannot be read are left out: replaying them reports the problem.
+        """
+        firsts: list[int] = []
+        for path in paths:
+            try:
+                with PcapReader(Path(path)) as reader:
+                    first = next(iter(reader), None)
+            except (OSError, PcapError):
+                continue
+            if first is not None:
+                firsts.append(first[0])
+        if not firsts:
+            return None
+        return _EPOCH + _dt.timedelta(microseconds=min(firsts) // 1000)
+
+    def now(self) -> _dt.datetime:
+        """Return the replay's current time (UTC, to the microsecond)."""
+        return _EPOCH + _dt.timedelta(microseconds=self._now_ns // 1000)
+
+    def now_ns(self) -> int:
+        """Return the replay's current time in nanoseconds since the epoch."""
+        return self._now_ns
+
+    def monotonic(self) -> float:
+        """Return ``time.monotonic()`` (durations and pacing are real)."""
+        return time.monotonic()
+
+    def sleep_until(self, deadline: _dt.datetime) -> None:
+        """Jump to ``deadline`` at once (see :meth:`advance_to`)."""
+        self.advance_to(deadline)
+
+    def advance_to(self, when: _dt.datetime) -> None:
+        """Move the clock to ``when`` if that is later; sources then read again."""
+        self._move(_to_ns(when))
+        for source in list(self._sources):
+            source._waiting = False
+
+    def set_horizon(self, deadline: _dt.datetime | None) -> None:
+        """Hand out no packet at or after ``deadline`` (None: no bound) until passed."""
+        horizon = None if deadline is None else _to_ns(deadline)
+        if horizon != self._horizon_ns:
+            self._horizon_ns = horizon
+            for source in list(self._sources):
+                source._waiting = False
+
+    def horizon_ns(self) -> int | None:
+        """Return the horizon in nanoseconds (None: no bound)."""
+        return self._horizon_ns
+
+    def stalled(self) -> bool:
+        """Return True when no open source can hand out a packet before the horizon."""
+        return all(s.closed or s.exhausted or s._waiting for s in list(self._sources))
+
+    def _move(self, ns: int) -> None:
+        self._now_ns = max(self._now_ns, ns)
+
+    def _register(self, source: ReplaySource) -> None:
+        self._sources.add(source)
+
+    def __repr__(self) -> str:
+        return f"ReplayClock({self.now().isoformat()})"
 
 
 class ReplayFileError(BackendBrokenError, PcapError):
@@ -77,6 +180,7 @@ class ReplaySource(PacketSource):
         packet_limit: int | None,
         speed: float | None,
         clock: Clock | None,
+        replay_clock: ReplayClock | None = None,
     ) -> None:
         super().__init__(interface, linktype=linktype, snaplen=snaplen, packet_limit=packet_limit)
         self._readers = readers
@@ -97,6 +201,13 @@ class ReplaySource(PacketSource):
         self._first_ts: int | None = None
         self._wakeup = TimerWakeup()
         self._wakeup.set()
+        # On a replay clock: packets before the time the source opened went by unseen; the
+        # source waits (`_waiting`) at the clock's horizon.
+        self._replay_clock = replay_clock
+        self._skip_before = replay_clock.now_ns() if replay_clock is not None else 0
+        self._waiting = False
+        if replay_clock is not None:
+            replay_clock._register(self)
         self._advance()
 
     def _advance(self) -> bool:
@@ -132,7 +243,7 @@ class ReplaySource(PacketSource):
     def _read(self, max_packets: int) -> list[Packet]:
         if self._error is not None:
             raise self._error
-        if self._speed is None:
+        if self._speed is None and self._replay_clock is None:
             packets = self._read_fast(max_packets)
         else:
             packets = self._read_paced(max_packets)
@@ -189,7 +300,7 @@ class ReplaySource(PacketSource):
         self._check_open()
         if self._end_reason is not None or max_packets <= 0:
             return b"", 0, 0
-        if self._speed is not None:
+        if self._speed is not None or self._replay_clock is not None:
             return None
         max_packets = self._budget(max_packets)
         if max_packets <= 0:
@@ -248,6 +359,8 @@ class ReplaySource(PacketSource):
             if self._it is None:
                 self._it = iter(self._reader)
             for packet in self._it:
+                if packet[0] < self._skip_before:
+                    continue  # before the source opened, on the replay clock
                 keep = verdict(packet[1])
                 if not keep:
                     self._filtered += 1
@@ -260,11 +373,14 @@ class ReplaySource(PacketSource):
         return None
 
     def _read_paced(self, max_packets: int) -> list[Packet]:
+        """Read paced by ``speed`` (if set), up to the replay clock's horizon (if any)."""
         out: list[Packet] = []
         speed = self._speed
-        assert speed is not None
+        replay_clock = self._replay_clock
+        horizon = replay_clock.horizon_ns() if replay_clock is not None else None
         now = self._clock.monotonic()
         due = 0.0
+        waiting = False
         try:
             while len(out) < max_packets:
                 if self._pending is None:
@@ -273,17 +389,25 @@ class ReplaySource(PacketSource):
                         self._finish("end of capture files")
                         break
                 ts = self._pending[0]
-                if self._first_ts is None:
-                    self._first_ts = ts
-                due = self._start + (ts - self._first_ts) / _NS / speed
-                if due > now:
+                if horizon is not None and ts >= horizon:
+                    waiting = True
                     break
+                if speed is not None:
+                    if self._first_ts is None:
+                        self._first_ts = ts
+                    due = self._start + (ts - self._first_ts) / _NS / speed
+                    if due > now:
+                        break
                 out.append(self._pending)
                 self._pending = None
+                if replay_clock is not None:
+                    replay_clock._move(ts)
         except PcapError as exc:
             self._fail(exc)
         self._received += len(out)
-        if self._pending is not None and self._real_clock and self._error is None:
+        self._waiting = waiting
+        paced = speed is not None and not waiting
+        if paced and self._pending is not None and self._real_clock and self._error is None:
             self._wakeup.arm_at(int(due * _NS))
         else:
             self._wakeup.set()
@@ -320,7 +444,9 @@ class ReplayBackend(CaptureBackend):
     ``directory`` is searched for ``{interface}.pcap`` then ``{interface}.pcapng`` for
     names not in ``files``. ``speed``: ``None`` (default) replays as fast as possible, a
     positive factor paces packets by their timestamps. ``clock`` is used for pacing
-    (default the system clock).
+    (default the system clock). ``replay_clock``, a :class:`ReplayClock`, makes the files'
+    timestamps the time of the replay (see the module docstring); give the agent the same
+    clock.
     """
 
     name = "replay"
@@ -332,6 +458,7 @@ class ReplayBackend(CaptureBackend):
         directory: PathLike | None = None,
         speed: float | None = None,
         clock: Clock | None = None,
+        replay_clock: ReplayClock | None = None,
     ) -> None:
         if speed is not None and speed < 0:
             raise ValueError(f"speed must be positive, got {speed}")
@@ -342,6 +469,7 @@ class ReplayBackend(CaptureBackend):
         self.directory = None if directory is None else Path(directory)
         self.speed = speed
         self.clock = clock
+        self.replay_clock = replay_clock
 
     def files_for(self, interface: str) -> list[Path]:
         """Return the files replayed for ``interface`` (BackendUnavailableError if none)."""
@@ -389,6 +517,7 @@ class ReplayBackend(CaptureBackend):
                 packet_limit=packet_limit,
                 speed=self.speed,
                 clock=self.clock,
+                replay_clock=self.replay_clock,
             )
         except BaseException:
             for reader in readers:

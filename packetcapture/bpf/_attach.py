@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-import ctypes
-import socket
-
 from packetcapture.bpf._program import BpfProgram
+
+# Imported by the functions: ctypes and socket cost start-up to every command that compiles a
+# filter, and only a live capture attaches one. Type checkers see the real import.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import socket
 
 __all__ = ["SO_ATTACH_FILTER", "SO_DETACH_FILTER", "attach", "detach"]
 
@@ -13,16 +16,17 @@ SO_ATTACH_FILTER = 26
 SO_DETACH_FILTER = 27
 
 
-class _SockFprog(ctypes.Structure):
-    _fields_ = (("len", ctypes.c_ushort), ("filter", ctypes.c_void_p))
-
-
 def _set(sock: socket.socket, program: BpfProgram) -> None:
+    import ctypes
+    import socket
+    import struct
+
     code = program.pack()
     buf = ctypes.create_string_buffer(code, len(code))
-    fprog = _SockFprog(len(program), ctypes.addressof(buf))
+    # struct sock_fprog { unsigned short len; struct sock_filter *filter; }, native alignment.
+    fprog = struct.pack("@HP", len(program), ctypes.addressof(buf))
     # The kernel copies the program during the call; buf only needs to outlive it.
-    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, bytes(fprog))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
 
 
 def attach(sock: socket.socket, program: BpfProgram) -> None:
@@ -48,4 +52,6 @@ def attach(sock: socket.socket, program: BpfProgram) -> None:
 
 def detach(sock: socket.socket) -> None:
     """Remove the filter attached to ``sock`` (``SO_DETACH_FILTER``)."""
+    import socket
+
     sock.setsockopt(socket.SOL_SOCKET, SO_DETACH_FILTER, 0)

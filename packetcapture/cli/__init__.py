@@ -18,7 +18,7 @@ from packetcapture.errors import PacketCaptureError
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
-    from typing import NoReturn
+    from typing import Any, NoReturn
 
 __all__ = ["main"]
 
@@ -31,11 +31,20 @@ COMMAND_MODULES = [
     "packetcapture.cli._compile",
     "packetcapture.cli._summary",
     "packetcapture.cli._node",
+    "packetcapture.cli._kube",
 ]
 
 
 class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose usage errors are one line (exit 2), pointing at ``--help``."""
+    """An ArgumentParser whose usage errors are one line (exit 2), pointing at ``--help``.
+
+    Flags must be spelt out: prefix matching is off (``--endpoint`` is not ``--endpoints``),
+    for the top-level parser and every subcommand's (they are made with this class).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         """Print ``prog: error: message (see prog --help)`` and exit 2."""
@@ -88,14 +97,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if extra:
         # Report it as the subcommand's error, pointing at `packetcapture COMMAND --help`.
         _subcommand(parser, args.command).error(f"unrecognized arguments: {' '.join(extra)}")
-    import logging  # only now: --help, --version and usage errors never need it
+    # Only now: --help, --version and usage errors never need logging.
+    from packetcapture.cli._log import setup_logging
 
-    verbose = args.verbose + getattr(args, "sub_verbose", 0)
-    logging.basicConfig(
-        level=logging.WARNING - 10 * min(verbose, 2),
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    setup_logging(args.verbose + getattr(args, "sub_verbose", 0))
     func = getattr(args, "func", None)
     if func is None:
         parser.print_help(sys.stderr)

@@ -15,6 +15,7 @@ from pathlib import Path
 # Only what the parsers need at import time: `packetcapture --help` stays cheap. The
 # commands import packetcapture.pcap (and shutil, tempfile, logging) when they run.
 from packetcapture._defaults import DEFAULT_CAPTURE_DIR
+from packetcapture.cli._names import add_name_args, capture_dir_help, resolve_name
 from packetcapture.cli._text import one_line, usage_error
 from packetcapture.errors import PacketCaptureError, PcapError
 
@@ -27,22 +28,32 @@ __all__ = ["register"]
 
 
 def _common(parser: argparse.ArgumentParser, *, all_namespaces: bool = True) -> None:
-    parser.add_argument("name", metavar="NAME", help="the PacketCapture's name")
-    if all_namespaces:
-        group = parser.add_mutually_exclusive_group()
-        group.add_argument(
-            "-n", "--namespace", default="default", help="its namespace (default: default)"
-        )
-        group.add_argument(
-            "-a",
-            "--all-namespaces",
-            action="store_true",
-            help="every namespace holding a capture called NAME",
-        )
-    else:
-        parser.add_argument(
-            "-n", "--namespace", default="default", help="its namespace (default: default)"
-        )
+    # [NAMESPACE/]NAME and -n, as every command takes them (resolved by resolve_name);
+    # NAME is optional only for copy/clean --kubernetes NAMESPACE/NAME (checked when run).
+    add_name_args(parser, all_namespaces=all_namespaces, optional=all_namespaces)
+
+
+def _kubernetes_args(parser: argparse.ArgumentParser, what: str) -> None:
+    from packetcapture.cli._kube import _target, kube_args
+
+    group = parser.add_argument_group("on a cluster (instead of NAME and --capture-dir)")
+    group.add_argument("--kubernetes", type=_target, metavar="NAMESPACE/NAME", help=what)
+    kube_args(group)  # type: ignore[arg-type]
+
+
+def _kubernetes_or_name(args: argparse.Namespace, command: str) -> int | None:
+    """Run the cluster variant, or check NAME is there; None means: go on locally."""
+    if args.kubernetes is not None:
+        if args.name is not None:
+            return usage_error(command, "give NAME or --kubernetes NAMESPACE/NAME, not both")
+        from packetcapture.cli import _kube
+
+        return _kube.run_kube_copy(args) if command == "copy" else _kube.run_kube_clean(args)
+    if args.name is None:
+        return usage_error(command, "NAME (or --kubernetes NAMESPACE/NAME) is required")
+    if command == "clean" and args.force:
+        return usage_error(command, "--force goes with --kubernetes")
+    return None
 
 
 def _node_list(value: str) -> list[str]:
@@ -64,15 +75,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         ),
     )
     _common(copy)
-    copy.add_argument(
-        "--capture-dir", default=DEFAULT_CAPTURE_DIR, help=f"default {DEFAULT_CAPTURE_DIR}"
-    )
+    copy.add_argument("--capture-dir", default=DEFAULT_CAPTURE_DIR, help=capture_dir_help())
     copy.add_argument(
         "-d",
         "--dest",
         default=".",
         help="destination directory, created with its parents if missing (default: .)",
     )
+    _kubernetes_args(copy, "copy every node's files into DEST/NODE/ (from the cluster)")
     copy.set_defaults(func=run_copy)
 
     clean = subparsers.add_parser(
@@ -81,8 +91,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Delete CAPTURE_DIR/NAMESPACE/NAME and every file in it.",
     )
     _common(clean)
+    clean.add_argument("--capture-dir", default=DEFAULT_CAPTURE_DIR, help=capture_dir_help())
+    _kubernetes_args(clean, "remove the files on every node and empty status fileNames")
     clean.add_argument(
-        "--capture-dir", default=DEFAULT_CAPTURE_DIR, help=f"default {DEFAULT_CAPTURE_DIR}"
+        "--force",
+        action="store_true",
+        help="with --kubernetes: clean even when a node's state is not Finished",
     )
     clean.set_defaults(func=run_clean)
 
@@ -99,10 +113,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _common(merge, all_namespaces=False)
     merge.add_argument(
         "--capture-dir",
-        nargs="+",
-        action="extend",  # like --node: "--capture-dir a b" or "--capture-dir a --capture-dir b"
+        action="append",  # one DIR a flag: a flag taking several words would swallow NAME
         metavar="DIR",
-        help=f"one or more directories (default {DEFAULT_CAPTURE_DIR})",
+        help=capture_dir_help("a directory; repeat the flag for more"),
     )
     merge.add_argument(
         "--node",
@@ -148,6 +161,11 @@ def run_copy(args: argparse.Namespace) -> int:
     """Copy capture files; exit 0 if at least one namespace's files were copied."""
     from packetcapture.pcap import capture_file_names, copy_capture_files
 
+    if (done := _kubernetes_or_name(args, "copy")) is not None:
+        return done
+
+    if (usage := resolve_name(args, "copy")) is not None:
+        return usage
     namespaces = _namespaces(args)
     if namespaces is None:
         return 1
@@ -174,8 +192,12 @@ def run_copy(args: argparse.Namespace) -> int:
 
 def run_clean(args: argparse.Namespace) -> int:
     """Delete capture files; exit 0 if at least one namespace's files were deleted."""
+    if (done := _kubernetes_or_name(args, "clean")) is not None:
+        return done
     from packetcapture.pcap import capture_directory, remove_capture_files
 
+    if (usage := resolve_name(args, "clean")) is not None:
+        return usage
     namespaces = _namespaces(args)
     if namespaces is None:
         return 1
@@ -188,7 +210,9 @@ def run_clean(args: argparse.Namespace) -> int:
                 errors.append(f"no files for capture {ns}/{args.name} in {args.capture_dir}")
                 continue
             removed = remove_capture_files(args.capture_dir, ns, args.name)
-            print(one_line(f"removed {target} ({len(removed)} file(s))"))
+            # Capture files, as copy counts them: not run's hidden .status-NODE.yaml.
+            files = [n for n in removed if not n.startswith(".")]
+            print(one_line(f"removed {target} ({len(files)} file(s))"))
             cleaned_any = True
         except (PacketCaptureError, OSError) as exc:
             errors.append(f"{ns}/{args.name}: {exc}")
@@ -199,7 +223,9 @@ def run_clean(args: argparse.Namespace) -> int:
 
 def run_merge(args: argparse.Namespace) -> int:
     """Merge capture files into one pcapng."""
-    # No default list in the parser: "extend" would add to it.
+    if (usage := resolve_name(args, "merge")) is not None:
+        return usage
+    # No default list in the parser: "append" would add to it.
     dirs: list[str] = args.capture_dir or [DEFAULT_CAPTURE_DIR]
     if args.node is not None and len(args.node) != len(dirs):
         return usage_error(

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from packetcapture._defaults import DEFAULT_SNAPLEN
+from packetcapture._defaults import DEFAULT_CAPTURE_DIR, DEFAULT_SNAPLEN
 from packetcapture.cli._run import _positive_float, _positive_int, snaplen
 
-__all__ = ["ENVIRONMENT", "register"]
+# typing.TYPE_CHECKING without importing typing (start-up); type checkers know the name.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
-DEFAULT_CAPTURE_DIR = "/var/log/calico/pcap"
+__all__ = ["ENVIRONMENT", "register", "resolve_environment"]
 
 
 def _format(text: str) -> str:

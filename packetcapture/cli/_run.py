@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from packetcapture._defaults import DEFAULT_SNAPLEN
+from packetcapture._defaults import DEFAULT_CAPTURE_DIR, DEFAULT_SNAPLEN
+from packetcapture.cli._names import add_name_args, capture_dir_help
 
 __all__ = ["register", "snaplen"]
 
@@ -56,10 +57,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     run.add_argument("--node", required=True, help="this node's name (endpoints' spec.node)")
     run.add_argument(
         "--capture-dir",
-        required=True,
+        default=Path(DEFAULT_CAPTURE_DIR),
         type=Path,
         metavar="DIR",
-        help="files go to DIR/NAMESPACE/NAME/, with the node's status in .status-NODE.yaml",
+        help=capture_dir_help(
+            "files go to DIR/NAMESPACE/NAME/, with the node's status in .status-NODE.yaml"
+        ),
     )
     source = run.add_mutually_exclusive_group(required=True)
     source.add_argument("--live", action="store_true", help="capture live (AF_PACKET; root)")
@@ -74,6 +77,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     source.add_argument(
         "--replay-dir", type=Path, metavar="DIR", help="replay DIR/IFACE.pcap for each interface"
+    )
+    run.add_argument(
+        "--replay-clock",
+        choices=("file", "wall"),
+        default="file",
+        help=(
+            "replay: the clock startTime and endTime are compared with: the replayed "
+            "packets' timestamps (file) or this machine's clock (wall) (default: %(default)s)"
+        ),
     )
     run.add_argument(
         "--duration",
@@ -118,6 +130,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     run.add_argument("--status-file", type=Path, metavar="FILE", help="also write the status here")
     run.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait while another run holds a capture's directory (default: refuse)",
+    )
+    run.add_argument(
         "--progress",
         choices=("auto", "always", "never"),
         default="auto",
@@ -134,8 +151,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "NODE left no status there."
         ),
     )
-    status.add_argument("target", metavar="NAMESPACE/NAME")
-    status.add_argument("--capture-dir", required=True, type=Path, metavar="DIR")
+    add_name_args(status, all_namespaces=False)
+    status.add_argument(
+        "--capture-dir",
+        default=Path(DEFAULT_CAPTURE_DIR),
+        type=Path,
+        metavar="DIR",
+        help=capture_dir_help("where `run` wrote"),
+    )
     status.add_argument("--node", required=True, help="the node `run` ran as")
     status.set_defaults(func=run_status)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as _dt
+import hashlib
 import logging
 import os
 import signal
@@ -18,10 +19,13 @@ from typing import TextIO
 import attrs
 import yaml
 
-from packetcapture.agent import NodeAgent, effective_selector
+from packetcapture.agent import NodeAgent, StatusCallback, effective_selector
 from packetcapture.backends.base import CaptureBackend, get_backend
+from packetcapture.backends.replay import ReplayBackend, ReplayClock
 from packetcapture.bpf import compile_filters, pcap_expression
-from packetcapture.cli._text import one_line, usage_error
+from packetcapture.cli._lock import BusyError, holder, lock_capture_dir
+from packetcapture.cli._names import resolve_name
+from packetcapture.cli._text import one_line
 from packetcapture.clock import SystemClock
 from packetcapture.errors import PacketCaptureError, ValidationError
 from packetcapture.model import (
@@ -47,6 +51,21 @@ __all__ = ["run_plan", "run_run", "run_status", "to_dict_entry"]
 logger = logging.getLogger("packetcapture.cli")
 
 STATUS_FILE = ".status-{node}.yaml"
+# A file name holds 255 bytes; the temporary copy adds ".{pid}.tmp" (at most 12 more).
+_MAX_STATUS_NAME = 255 - 12
+
+
+def status_file_name(node: str) -> str:
+    """Return the name of a node's status file: ``.status-{node}.yaml``.
+
+    A node name too long for a file name (Kubernetes allows 253 characters) keeps its first
+    characters and gets a hash of the whole name, so the name stays unique and bounded.
+    """
+    name = STATUS_FILE.format(node=node)
+    if len(name.encode()) <= _MAX_STATUS_NAME:
+        return name
+    digest = hashlib.sha256(node.encode()).hexdigest()[:16]
+    return STATUS_FILE.format(node=f"{node[:200]}~{digest}")
 
 
 # --- loading ----------------------------------------------------------------------------
@@ -115,6 +134,33 @@ def _warn_no_interface(captures: list[PacketCapture], endpoints: list[WorkloadEn
             )
 
 
+def _warn_nothing_selected(
+    captures: list[PacketCapture], endpoints: list[WorkloadEndpoint], read: str
+) -> None:
+    """Say why a capture selects no endpoint: its namespace has none, or its selector misses.
+
+    ``read`` says where ``endpoints`` came from (``read from FILE``). A capture in the wrong
+    namespace would otherwise end ``Finished`` with no files and no word (as ``selector
+    --endpoints`` does, the namespaces seen are named).
+    """
+    for capture in captures:
+        if _selected(capture, endpoints):
+            continue
+        label = f"{capture.namespace}/{capture.name} selects no endpoint"
+        there = sum(1 for e in endpoints if e.namespace == capture.namespace)
+        if there:
+            _err(
+                f"warning: {label}: its selector matches none of the {there} in namespace "
+                f"{capture.namespace!r}"
+            )
+        else:
+            namespaces = ", ".join(sorted({e.namespace for e in endpoints})) or "none"
+            _err(
+                f"warning: {label}: none in namespace {capture.namespace!r} "
+                f"({len(endpoints)} {read}; their namespaces: {namespaces})"
+            )
+
+
 def _warn_shared_directory(capture_dir: Path, node: str, captures: list[PacketCapture]) -> None:
     """Say when another node's run left its status in a capture's directory.
 
@@ -150,6 +196,7 @@ def run_run(args: argparse.Namespace) -> int:
             format=args.format,
         )
         backend = _backend(args)
+        clock = _clock(args, backend)
     except _InputError:
         return 1
     except ValidationError as exc:
@@ -165,11 +212,11 @@ def run_run(args: argparse.Namespace) -> int:
         _err(f"{args.endpoints}: no endpoints on node {args.node!r} (nodes: {', '.join(nodes)})")
         return 1
     _warn_no_interface(captures, mine)
+    _warn_nothing_selected(captures, mine, f"of node {args.node} read from {args.endpoints}")
     _warn_shared_directory(args.capture_dir, args.node, captures)
 
     stop = threading.Event()
     progress = _Progress(sys.stderr, args.progress)
-    replay = not args.live
 
     def on_status(namespace: str, name: str, status: PacketCaptureStatus) -> None:
         entry = status.files[0]
@@ -183,13 +230,49 @@ def run_run(args: argparse.Namespace) -> int:
             )
 
     previous = _install_sigint(stop)
+    locks = _lock_all(args, captures, stop)
+    if locks is None:
+        _restore_sigint(previous)
+        return 1
+    try:
+        return _run_agent(
+            args,
+            mine=mine,
+            captures=captures,
+            backend=backend,
+            clock=clock,
+            settings=settings,
+            stop=stop,
+            progress=progress,
+            on_status=on_status,
+        )
+    finally:
+        _restore_sigint(previous)
+        for fd in locks:
+            os.close(fd)  # releases the lock
+
+
+def _run_agent(
+    args: argparse.Namespace,
+    *,
+    mine: list[WorkloadEndpoint],
+    captures: list[PacketCapture],
+    backend: CaptureBackend,
+    clock: SystemClock | ReplayClock,
+    settings: CaptureSettings,
+    stop: threading.Event,
+    progress: _Progress,
+    on_status: StatusCallback,
+) -> int:
+    """Run the agent until a stop condition; print the final status (run_run's body)."""
+    replay = not args.live
     try:
         agent = NodeAgent(
             args.node,
             backend,
             args.capture_dir,
             settings,
-            SystemClock(),
+            clock,
             on_status_change=on_status,
             # A replayed file that cannot be opened will not open later either.
             retry=None if replay else DEFAULT_RETRY,
@@ -197,14 +280,20 @@ def run_run(args: argparse.Namespace) -> int:
         )
     except (PacketCaptureError, OSError) as exc:
         _err(str(exc))
-        _restore_sigint(previous)
         return 1
     try:
+        # Ctrl-C / SIGTERM during set-up (thousands of endpoints) stop it at once.
         for capture in captures:
+            if stop.is_set():
+                break
             agent.apply(capture)
         for endpoint in mine:
+            if stop.is_set():
+                break
             agent.upsert_endpoint(endpoint)
         deadline = time.monotonic() + args.duration if args.duration else None
+        replay_clock = clock if isinstance(clock, ReplayClock) else None
+        horizon = _next_deadline(agent) if replay_clock is not None else None
         while not stop.is_set():
             timeout = 0.25
             if deadline is not None:
@@ -212,10 +301,24 @@ def run_run(args: argparse.Namespace) -> int:
                 if left <= 0:
                     break
                 timeout = min(timeout, left)
-            agent.step(timeout=timeout)
+            if replay_clock is not None:
+                replay_clock.set_horizon(horizon)
+                if replay_clock.stalled():
+                    timeout = 0
+            due = agent.step(timeout=timeout)
             progress.show(agent)
+            # Live: an interface that went down or away restarts when it is back up, so
+            # the run waits for it (Calico's lifecycle) until endTime, --duration or Ctrl-C.
+            if args.live and _relink(agent):
+                continue
             if agent.idle():
                 break
+            if replay_clock is not None:
+                # The files' time: once every source waits at the next deadline (or none
+                # is open), jump to it; a deadline that moved is first a new horizon.
+                if due is not None and due == horizon and replay_clock.stalled():
+                    replay_clock.advance_to(due)
+                horizon = due
     except PacketCaptureError as exc:
         # Not expected (the agent puts a failing interface in Error), but the final
         # status is printed and saved whatever happened.
@@ -224,11 +327,78 @@ def run_run(args: argparse.Namespace) -> int:
         _err(str(exc))
         _final_status(args, agent)
         return 1
-    finally:
-        _restore_sigint(previous)
     agent.close()
     progress.clear()
     return _final_status(args, agent)
+
+
+def _relink(agent: NodeAgent) -> bool:
+    """Restart the captures of interfaces back up; return whether some are still down."""
+    from packetcapture.backends.afpacket import link_up
+
+    down = agent.interfaces_down()
+    for iface in down:
+        if link_up(iface):
+            logger.info("%s is up again: capturing again", iface)
+            agent.set_interface_up(iface, True)
+    return bool(agent.interfaces_down())
+
+
+def _lock_all(
+    args: argparse.Namespace, captures: list[PacketCapture], stop: threading.Event
+) -> list[int] | None:
+    """Lock every capture's directory (see :mod:`._lock`); None when refused (said)."""
+    locks: list[int] = []
+    for capture in captures:
+        try:
+            locks.append(
+                lock_capture_dir(args.capture_dir, *capture.key, wait=args.wait, stop=stop)
+            )
+        except (BusyError, PacketCaptureError, OSError) as exc:
+            for fd in locks:
+                os.close(fd)
+            where = args.capture_dir / capture.namespace / capture.name
+            if isinstance(exc, BusyError):
+                pid = f"pid {exc.pid}" if exc.pid else "pid unknown"
+                _err(
+                    f"{where}: in use by another packetcapture run ({pid}); two runs on one "
+                    "capture directory would take each other's files: wait for it to end, "
+                    "or pass --wait"
+                )
+            else:
+                strerror = exc.strerror if isinstance(exc, OSError) else None
+                _err(f"{where}: cannot lock: {strerror or exc}")
+            return None
+    return locks
+
+
+def _next_deadline(agent: NodeAgent) -> _dt.datetime | None:
+    """Return the earliest pending deadline of the agent's captures."""
+    deadlines = [
+        d for c in agent.captures() if (d := agent.details(*c.key).next_deadline) is not None
+    ]
+    return min(deadlines, default=None)
+
+
+def _clock(args: argparse.Namespace, backend: CaptureBackend) -> SystemClock | ReplayClock:
+    """Return the run's clock: a replay's files' time (``--replay-clock file``) or the wall's.
+
+    The replay clock starts at the earliest first packet of the files that may be replayed
+    (every file given, or every pcap/pcapng in --replay-dir); with no packet at all it
+    starts at the wall clock's now.
+    """
+    if args.live or args.replay_clock == "wall" or not isinstance(backend, ReplayBackend):
+        return SystemClock()
+    if args.replay_dir is not None:
+        paths = sorted(
+            p for p in args.replay_dir.iterdir() if p.suffix in (".pcap", ".pcapng") and p.is_file()
+        )
+    else:
+        paths = [p for files in backend.files.values() for p in files]
+    start = ReplayClock.first_packet(paths) or _dt.datetime.now(_dt.UTC)
+    clock = ReplayClock(start)
+    backend.replay_clock = clock
+    return clock
 
 
 def _backend(args: argparse.Namespace) -> CaptureBackend:
@@ -268,9 +438,11 @@ def _final_status(args: argparse.Namespace, agent: NodeAgent) -> int:
                 reason = iface.error.removeprefix(f"{iface.interface}: ")
                 _err(f"{capture.namespace}/{capture.name} {iface.interface}: {reason}")
             print(
-                f"{capture.namespace}/{capture.name} {iface.endpoint} {iface.interface}: "
-                f"{iface.packets} packets, {iface.bytes} bytes, {iface.dropped} dropped, "
-                f"{iface.filtered} filtered",
+                one_line(
+                    f"{capture.namespace}/{capture.name} {iface.endpoint} {iface.interface}: "
+                    f"{iface.packets} packets, {iface.bytes} bytes, {iface.dropped} dropped, "
+                    f"{iface.filtered} filtered" + (f" ({iface.reason})" if iface.reason else "")
+                ),
                 file=sys.stderr,
             )
         documents.append(attrs.evolve(capture, status=status))
@@ -300,7 +472,7 @@ def _save_state(
     one is removed, so that it never claims a state the capture has left, and a warning
     says so. Returns False when the file could not be written.
     """
-    path = capture_dir / namespace / name / STATUS_FILE.format(node=node)
+    path = capture_dir / namespace / name / status_file_name(node)
     text = yaml.safe_dump(to_dict_entry(entry), sort_keys=False).encode()
     try:
         validate_part(node, "node")
@@ -400,6 +572,10 @@ def _restore_sigint(previous: object) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
+# The least width of each column of the live table.
+_WIDTHS = (32, 16, 17, 9, 11, 6)
+
+
 class _Progress:
     """A live table on a terminal: one line per endpoint interface, redrawn in place."""
 
@@ -414,18 +590,27 @@ class _Progress:
         if not self.enabled or time.monotonic() - self._last < 0.5:
             return
         self._last = time.monotonic()
-        head = ("CAPTURE", "INTERFACE", "STATE", "PACKETS", "BYTES", "DROPS")
-        rows = ["{:<32} {:<16} {:<18} {:>9} {:>11} {:>6}".format(*head)]
+        cells: list[tuple[str, ...]] = [
+            ("CAPTURE", "INTERFACE", "STATE", "PACKETS", "BYTES", "DROPS")
+        ]
         for capture in agent.captures():
             details = agent.details(*capture.key)
-            label = f"{capture.namespace}/{capture.name}"
+            label = one_line(f"{capture.namespace}/{capture.name}")
             if not details.interfaces:
-                rows.append(f"{label:<32} {'-':<16} {details.state.value:<18}")
+                cells.append((label, "-", details.state.value, "", "", ""))
             for iface in details.interfaces:
-                rows.append(
-                    f"{label:<32} {iface.interface:<16} {iface.state.value:<18} "
-                    f"{iface.packets:>9} {iface.bytes:>11} {iface.dropped:>6}"
-                )
+                counts = map(str, (iface.packets, iface.bytes, iface.dropped))
+                cells.append((label, one_line(iface.interface), iface.state.value, *counts))
+        # Each column as wide as its widest cell (a capture name may be up to 253 bytes), at
+        # least as wide as usual so that it does not jitter: text left, numbers right.
+        widths = [max(low, *(len(row[i]) for row in cells)) for i, low in enumerate(_WIDTHS)]
+        rows = [
+            " ".join(
+                [*(c.ljust(w) for c, w in zip(row[:3], widths[:3], strict=True))]
+                + [c.rjust(w) for c, w in zip(row[3:], widths[3:], strict=True)]
+            ).rstrip()
+            for row in cells
+        ]
         self.clear()
         self.stream.write("\n".join(rows) + "\n")
         self.stream.flush()
@@ -443,9 +628,9 @@ class _Progress:
 
 def run_status(args: argparse.Namespace) -> int:
     """Print a capture's status on a node, from the files and the state `run` left."""
-    namespace, sep, name = args.target.partition("/")
-    if not sep or not namespace or not name:
-        return usage_error("status", f"{args.target!r}: expected NAMESPACE/NAME")
+    if (usage := resolve_name(args, "status")) is not None:
+        return usage
+    namespace, name = args.namespace, args.name
     try:
         validate_part(args.node, "node")
         directory = capture_directory(args.capture_dir, namespace, name)
@@ -456,7 +641,7 @@ def run_status(args: argparse.Namespace) -> int:
     if not directory.is_dir():
         _err(f"no capture {namespace}/{name} under {args.capture_dir}")
         return 1
-    state_path = directory / STATUS_FILE.format(node=args.node)
+    state_path = directory / status_file_name(args.node)
     if not state_path.is_file():
         # The directory holds one node's files; without this node's status file they may
         # be another node's, so nothing is shown as this node's.
@@ -478,12 +663,23 @@ def run_status(args: argparse.Namespace) -> int:
         entry = attrs.evolve(entry, file_names=tuple(mine))
     entry = attrs.evolve(entry, state=state)
     sys.stdout.write(yaml.safe_dump({"status": {"files": [to_dict_entry(entry)]}}, sort_keys=False))
+    if state in _RUNNING and holder(directory) is None:
+        # Only a live run holds the directory's lock: this one ended without saving its
+        # last state (killed, or a disk it could not write to).
+        _err(
+            f"warning: {state_path} says {state} but no run holds {directory}: the run "
+            "that wrote it ended without saving its last state"
+        )
+        return 1
     return 0
 
 
 def _open_capture_dir_of(directory: Path) -> int:
     """Open ``{capture_dir}/{namespace}/{name}`` given as one path, through descriptors."""
     return open_capture_dir(directory.parent.parent, directory.parent.name, directory.name)
+
+
+_RUNNING = (CaptureState.SCHEDULED, CaptureState.WAITING_FOR_TRAFFIC, CaptureState.CAPTURING)
 
 
 def _status_nodes(directory: Path) -> list[str]:
@@ -561,6 +757,8 @@ def run_plan(args: argparse.Namespace) -> int:
     if args.node:
         endpoints = [e for e in endpoints if e.spec.node == args.node]
     _warn_no_interface(captures, endpoints)
+    on_node = f"of node {args.node} " if args.node else ""
+    _warn_nothing_selected(captures, endpoints, f"{on_node}read from {args.endpoints}")
     out: list[str] = []
     for capture in captures:
         scoped = parse(effective_selector(capture.spec.selector, capture.namespace))
@@ -573,7 +771,7 @@ def run_plan(args: argparse.Namespace) -> int:
         out.append(f"{capture.namespace}/{capture.name}")
         out.append(f"  selector:   {scoped}")
         out.append(f"  filter:     {expression}")
-        out.append(f"  bpf:        {len(program)} instructions")
+        out.append(f"  bpf:        {_count(len(program), 'instruction')}")
         out.append(f"  schedule:   {_window(capture)}")
         nodes = sorted({e.spec.node for e in selected})
         if not selected:
@@ -588,11 +786,16 @@ def run_plan(args: argparse.Namespace) -> int:
                     )
         out.append(
             f"  disk:       at most {_size(worst)} "
-            f"({interfaces} interface{'s' if interfaces != 1 else ''} x "
+            f"({_count(interfaces, 'interface')} x "
             f"({args.max_files} rotated + 1 active) x {_size(args.max_size_bytes)})"
         )
     print("\n".join(out))
     return 0
+
+
+def _count(n: int, noun: str) -> str:
+    """Return ``1 noun`` or ``N nouns``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _window(capture: PacketCapture) -> str:

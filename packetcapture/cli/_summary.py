@@ -56,9 +56,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("paths", metavar="PATH", nargs="+", help="a capture file or directory")
     parser.add_argument("--json", action="store_true", help="one JSON object (docs/summary.md)")
-    parser.add_argument(
-        "--top", type=_positive, metavar="N", help="show only the N largest flows"
-    )
+    parser.add_argument("--top", type=_positive, metavar="N", help="show only the N largest flows")
     parser.add_argument(
         "--filter-like-capture",
         metavar="CAPTURE.yaml",
@@ -99,19 +97,33 @@ def _collect(paths: list[str]) -> tuple[list[tuple[str, list[Path]]], list[str]]
             add(path)
         else:
             problems.append(f"{one_line(p)}: no such file or directory")
-    labels: dict[str, int] = {}
-    for _where, label in groups:
-        labels[label] = labels.get(label, 0) + 1
+    wheres: dict[str, list[str]] = {}
+    for where, label in groups:
+        wheres.setdefault(label, []).append(where)
     out: list[tuple[str, list[Path]]] = []
-    for (where, label), files in sorted(groups.items()):
-        # The same endpoint in two directories (two nodes' copies): say which.
-        shown = label if labels[label] == 1 else f"{label}@{Path(where).name or where}"
-        out.append((shown, [f for _, f in sorted(files)]))
+    for (where, label), found in sorted(groups.items()):
+        shown = label
+        if len(wheres[label]) > 1:  # the same endpoint in two directories (two nodes' copies)
+            shown = f"{label}@{_distinct_part(where, wheres[label])}"
+        out.append((shown, [path for _, path in sorted(found)]))
     return out, problems
 
 
+def _distinct_part(where: str, others: list[str]) -> str:
+    """Tell directory ``where`` from ``others``: its path without their common head and tail."""
+    parts = [Path(w).parts for w in others]
+    mine = Path(where).parts
+    tail = 0
+    while tail < min(map(len, parts)) - 1 and len({p[-1 - tail] for p in parts}) == 1:
+        tail += 1
+    head = 0
+    while head < min(map(len, parts)) - tail - 1 and len({p[head] for p in parts}) == 1:
+        head += 1
+    return "/".join(mine[head : len(mine) - tail]) or where
+
+
 def _interface_label(reader: PcapReader, index: int, default: str) -> str:
-    """The endpoint a pcapng interface names (``merge`` output), else ``default``."""
+    """Name the endpoint a pcapng interface describes (``merge`` output), else ``default``."""
     from packetcapture.pcap._format import parse_description
 
     info = reader.interfaces[index]
@@ -133,48 +145,45 @@ def _read_file(
     from packetcapture.pcap import PcapReader
 
     dropped = 0
+
+    def add(batch: list[tuple[int, bytes, int]], linktype: int, ep: int) -> None:
+        nonlocal dropped
+        if not batch:
+            return
+        if keep is not None:
+            kept = [p for p in batch if keep(linktype, p[1])]
+            dropped += len(batch) - len(kept)
+            batch = kept
+        summarizer.add_batch(batch, linktype, ep)
+
     with PcapReader(path) as reader:
         if reader.format == "pcap":
             ep = summarizer.endpoint(label)
-            linktype = reader.linktype
             while batch := reader.read_batch(_BATCH):
-                if keep is not None:
-                    kept = [p for p in batch if keep(linktype, p[1])]
-                    dropped += len(batch) - len(kept)
-                    batch = kept
-                summarizer.add_batch(batch, linktype, ep)
+                add(batch, reader.linktype, ep)
             return dropped
-        batch: list[tuple[int, bytes, int]] = []
+        # pcapng: batches of consecutive packets of one interface.
+        pending: list[tuple[int, bytes, int]] = []
         current: tuple[int, int] | None = None
         ep = linktype = 0
-
-        def flush() -> None:
-            nonlocal dropped
-            if batch:
-                todo = batch
-                if keep is not None:
-                    todo = [p for p in batch if keep(linktype, p[1])]
-                    dropped += len(batch) - len(todo)
-                summarizer.add_batch(todo, linktype, ep)
-                batch.clear()
-
         try:
             for rec in reader.records():
                 key = (rec.interface_id, rec.linktype)
-                if key != current or len(batch) >= _BATCH:
-                    flush()
+                if key != current or len(pending) >= _BATCH:
+                    add(pending, linktype, ep)
+                    pending = []
                     if key != current:
                         current = key
                         linktype = rec.linktype
                         ep = summarizer.endpoint(_interface_label(reader, rec.interface_id, label))
-                batch.append((rec.timestamp_ns, rec.data, rec.wire_len))
+                pending.append((rec.timestamp_ns, rec.data, rec.wire_len))
         finally:
-            flush()  # the good packets before a damaged one are summarised
+            add(pending, linktype, ep)  # the good packets before a damaged one count
     return dropped
 
 
 def _filter(capture_file: str) -> Callable[[int, bytes], bool] | None:
-    """A ``keep(linktype, frame)`` from a capture's filters, compiled per link type."""
+    """Make a ``keep(linktype, frame)`` of a capture's filters, compiled per link type."""
     from packetcapture.bpf import LINKTYPES, compile_filters
     from packetcapture.cli._compile import load_one_capture
 

@@ -170,6 +170,22 @@ class DryRunAgent:
         logger.info("dry run: capture %s/%s would stop capturing %s/%s", *capture, *endpoint)
 
 
+class _Inputs:
+    """Counts reflector threads waiting to feed the agent, so the loop lets them in."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.waiting = 0
+
+    def __enter__(self) -> None:
+        with self._lock:
+            self.waiting += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self.waiting -= 1
+
+
 class _Handler:
     """Routes one reflector's events to two methods."""
 
@@ -177,9 +193,21 @@ class _Handler:
         self,
         upsert: Callable[[Mapping[str, Any]], None],
         delete: Callable[[Mapping[str, Any]], None],
+        inputs: _Inputs,
     ) -> None:
-        self.on_upsert = upsert
-        self.on_delete = delete
+        self._upsert = upsert
+        self._delete = delete
+        self._inputs = inputs
+
+    def on_upsert(self, obj: Mapping[str, Any]) -> None:
+        """Hand an added or changed object on."""
+        with self._inputs:
+            self._upsert(obj)
+
+    def on_delete(self, obj: Mapping[str, Any]) -> None:
+        """Hand a deleted object on."""
+        with self._inputs:
+            self._delete(obj)
 
 
 class KubeNodeAgent:
@@ -214,6 +242,8 @@ class KubeNodeAgent:
         self.pods = PodEndpoints(config.node, config.interface_prefix)
         self._lock = threading.RLock()
         self._invalid: dict[Key, str] = {}  # capture -> the reason it was refused
+        self._applied: dict[Key, object] = {}  # capture -> the spec applied
+        self._inputs = _Inputs()
         self._reported_errors: dict[Key, str] = {}
         self._heartbeat = time.monotonic()
         self._started = False
@@ -259,6 +289,10 @@ class KubeNodeAgent:
                     logger.error("capture loop: %s", exc)
                     stop.wait(step_seconds)
                 self.heartbeat()
+                if self._inputs.waiting:
+                    # The loop holds the agent's lock for most of its time and would take
+                    # it straight back: let a waiting watch thread in first.
+                    time.sleep(0.0005)
         finally:
             written = self.shutdown(timeout=shutdown_seconds)
         return written
@@ -332,7 +366,7 @@ class KubeNodeAgent:
             functools.partial(
                 self.custom.list_cluster_custom_object, res.group, res.version, res.plural
             ),
-            _Handler(self._capture_upserted, self._capture_deleted),
+            _Handler(self._capture_upserted, self._capture_deleted, self._inputs),
             **options,  # type: ignore[arg-type]
         )
         if self.endpoint_source == "workloadendpoints":
@@ -344,7 +378,7 @@ class KubeNodeAgent:
                     "v3",
                     "workloadendpoints",
                 ),
-                _Handler(self._wep_upserted, self._wep_deleted),
+                _Handler(self._wep_upserted, self._wep_deleted, self._inputs),
                 **options,  # type: ignore[arg-type]
             )
             return [captures, weps]
@@ -353,14 +387,18 @@ class KubeNodeAgent:
             functools.partial(
                 self.core.list_pod_for_all_namespaces, field_selector=f"spec.nodeName={cfg.node}"
             ),
-            _Handler(self._with(self.pods.upsert_pod), self._with(self.pods.delete_pod)),
+            _Handler(
+                self._with(self.pods.upsert_pod), self._with(self.pods.delete_pod), self._inputs
+            ),
             **options,  # type: ignore[arg-type]
         )
         namespaces = Reflector(
             "namespaces",
             self.core.list_namespace,
             _Handler(
-                self._with(self.pods.upsert_namespace), self._with(self.pods.delete_namespace)
+                self._with(self.pods.upsert_namespace),
+                self._with(self.pods.delete_namespace),
+                self._inputs,
             ),
             **options,  # type: ignore[arg-type]
         )
@@ -370,6 +408,7 @@ class KubeNodeAgent:
             _Handler(
                 self._with(self.pods.upsert_service_account),
                 self._with(self.pods.delete_service_account),
+                self._inputs,
             ),
             **options,  # type: ignore[arg-type]
         )
@@ -443,10 +482,14 @@ class KubeNodeAgent:
     def _capture_upserted(self, obj: Mapping[str, Any]) -> None:
         meta = obj.get("metadata") or {}
         key = (str(meta.get("namespace") or "default"), str(meta.get("name") or ""))
+        spec = obj.get("spec")
+        if key in self._applied and self._applied[key] == spec:
+            return  # a status write (ours or another node's) or a metadata change: no news
         try:
             capture = capture_from_object(obj)
             with self._lock:
                 self.agent.apply(capture)
+                self._applied[key] = spec
                 if self._invalid.pop(key, None) is not None:
                     logger.info("capture %s/%s is valid again", *key)
         except ValidationError as exc:
@@ -457,6 +500,7 @@ class KubeNodeAgent:
     def _refuse(self, key: Key, reason: str) -> None:
         """Stop an invalid capture here (files kept); report Error with the reason."""
         with self._lock:
+            self._applied.pop(key, None)
             self.agent.delete(*key, clean_files=False)
             if self._invalid.get(key) != reason:
                 logger.warning("capture %s/%s is invalid: %s", *key, reason)
@@ -468,12 +512,13 @@ class KubeNodeAgent:
         listed = list_capture_files(agent.capture_dir, *key, self.config.node)
         entry = attrs.evolve(listed, state=CaptureState.ERROR)
         self.status_writer.submit(*key, entry)
-        self._report_error(key, f"invalid PacketCapture: {reason}")
+        self._report_error(key, f"invalid PacketCapture: {reason}", log=False)
 
     def _capture_deleted(self, obj: Mapping[str, Any]) -> None:
         meta = obj.get("metadata") or {}
         key = (str(meta.get("namespace") or "default"), str(meta.get("name") or ""))
         with self._lock:
+            self._applied.pop(key, None)
             self._invalid.pop(key, None)
             self._reported_errors.pop(key, None)
             self.agent.delete(*key, clean_files=True)
@@ -494,10 +539,11 @@ class KubeNodeAgent:
         else:
             self._reported_errors.pop(key, None)
 
-    def _report_error(self, key: Key, reason: str) -> None:
+    def _report_error(self, key: Key, reason: str, *, log: bool = True) -> None:
         """Log the reason of an Error state and post it as an Event on the capture, once."""
         if self._reported_errors.get(key) == reason:
             return
         self._reported_errors[key] = reason
-        logger.warning("capture %s/%s on %s: Error: %s", *key, self.config.node, reason)
+        if log:
+            logger.warning("capture %s/%s on %s: Error: %s", *key, self.config.node, reason)
         self.status_writer.post_event(*key, reason)

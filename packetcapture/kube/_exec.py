@@ -93,7 +93,7 @@ class PodExec:
         poll_seconds: float = 1.0,
     ) -> None:
         from kubernetes import client as k8s_client
-        from kubernetes.client.rest import ApiException
+        from kubernetes.client.exceptions import ApiException
         from kubernetes.stream import stream, ws_client
 
         self.pod = pod
@@ -112,7 +112,7 @@ class PodExec:
         }
         if container:
             kwargs["container"] = container
-        core = k8s_client.CoreV1Api(api_client)
+        core: Any = k8s_client.CoreV1Api(api_client)
         try:
             self._ws = stream(core.connect_get_namespaced_pod_exec, pod, namespace, **kwargs)
         except ApiException as exc:
@@ -180,6 +180,11 @@ class PodExec:
         """Close the WebSocket (idempotent)."""
         try:
             self._ws.close()
+            # websocket-client's close() does nothing once the server has closed the
+            # connection, leaving the socket open: shut it down ourselves.
+            sock = getattr(self._ws, "sock", None)
+            if sock is not None and hasattr(sock, "shutdown"):
+                sock.shutdown()
         except Exception:  # closing a dead socket: nothing to do
             log.debug("closing exec socket", exc_info=True)
 
@@ -192,7 +197,7 @@ class ChunkReader(io.RawIOBase):
         self._buf = b""
 
     def readable(self) -> bool:
-        """Always readable."""
+        """Return True: the stream is readable."""
         return True
 
     def readinto(self, b: Any) -> int:

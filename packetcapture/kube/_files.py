@@ -40,7 +40,9 @@ __all__ = [
     "clean_capture_files",
     "copy_capture_files",
     "find_agent_pod",
+    "follow_capture",
     "read_capture",
+    "stream_capture",
 ]
 
 log = logging.getLogger(__name__)
@@ -89,10 +91,10 @@ def read_capture(
 ) -> dict[str, Any]:
     """Return the PacketCapture as a dict; :class:`CaptureNotFoundError` if there is none."""
     from kubernetes import client as k8s_client
-    from kubernetes.client.rest import ApiException
+    from kubernetes.client.exceptions import ApiException
 
     res = resource or CaptureResource()
-    api = k8s_client.CustomObjectsApi(api_client)
+    api: Any = k8s_client.CustomObjectsApi(api_client)
     try:
         obj: dict[str, Any] = api.get_namespaced_custom_object(
             res.group, res.version, namespace, res.plural, name
@@ -109,7 +111,7 @@ def read_capture(
 
 
 def status_entries(obj: dict[str, Any]) -> list[dict[str, Any]]:
-    """The ``status.files`` entries of a capture object that name a node."""
+    """Return the ``status.files`` entries of a capture object that name a node."""
     files = ((obj.get("status") or {}).get("files")) or []
     return [e for e in files if isinstance(e, dict) and isinstance(e.get("node"), str)]
 
@@ -117,9 +119,9 @@ def status_entries(obj: dict[str, Any]) -> list[dict[str, Any]]:
 def find_agent_pod(api_client: Any, node: str, agent_namespace: str) -> str:
     """Return the name of the running agent pod on ``node``, or raise naming what was looked for."""
     from kubernetes import client as k8s_client
-    from kubernetes.client.rest import ApiException
+    from kubernetes.client.exceptions import ApiException
 
-    core = k8s_client.CoreV1Api(api_client)
+    core: Any = k8s_client.CoreV1Api(api_client)
     try:
         pods = core.list_namespaced_pod(
             agent_namespace,
@@ -136,7 +138,7 @@ def find_agent_pod(api_client: Any, node: str, agent_namespace: str) -> str:
             f"no running agent pod ({AGENT_LABEL_SELECTOR}) on node {node} in namespace "
             f"{agent_namespace}"
         )
-    return str(sorted(p.metadata.name for p in running)[0])
+    return str(sorted(p.metadata.name for p in running if p.metadata)[0])
 
 
 def _node_dir_name(node: str) -> str:
@@ -155,14 +157,14 @@ def _directory(entry: dict[str, Any]) -> str:
 
 
 def _safe_member(member: tarfile.TarInfo, prefix: str) -> str | None:
-    """The file name of a tar member to keep, None for one to skip; raises for a hostile one.
+    """Return the name of a tar member to keep, None for one to skip; raise for a hostile one.
 
     Kept: regular ``.pcap`` files directly under ``prefix``. Skipped: the prefix directories,
     hidden files (the agent's ``.status-NODE.yaml``, a writer's temporary file) and other
     names. Refused: any path outside ``prefix``, links and devices.
     """
     name = member.name.rstrip("/")
-    if name in (prefix, prefix.split("/")[0]) and member.isdir():
+    if name in (prefix, prefix.split("/", maxsplit=1)[0]) and member.isdir():
         return None
     if member.name.startswith("/") or ".." in name.split("/"):
         raise PacketCaptureError(f"unsafe path {member.name!r} in the tar stream (refused)")
@@ -205,6 +207,7 @@ def _copy_node(
     entry: dict[str, Any],
     namespace: str,
     name: str,
+    *,
     dest: Path,
     agent_namespace: str,
 ) -> NodeOutcome:
@@ -218,7 +221,7 @@ def _copy_node(
         node_dir.mkdir(parents=True, exist_ok=True)
         copied: list[str] = []
         warnings: list[str] = []
-        command = ["tar", "cf", "-", "-C", directory, prefix]
+        command = ["tar", "-c", "-f", "-", "-C", directory, prefix]
         with PodExec(api_client, agent_namespace, pod, command) as run:
             try:
                 with tarfile.open(fileobj=ChunkReader(iter(run)), mode="r|") as tar:
@@ -276,7 +279,9 @@ def copy_capture_files(
     obj = read_capture(api_client, namespace, name, resource)
     dest_path = Path(dest)
     return [
-        _copy_node(api_client, entry, namespace, name, dest_path, agent_namespace)
+        _copy_node(
+            api_client, entry, namespace, name, dest=dest_path, agent_namespace=agent_namespace
+        )
         for entry in status_entries(obj)
     ]
 
@@ -298,9 +303,9 @@ def _empty_file_names(
 ) -> None:
     """Set ``fileNames: []`` for ``nodes`` in status, guarded by resourceVersion, 409 retried."""
     from kubernetes import client as k8s_client
-    from kubernetes.client.rest import ApiException
+    from kubernetes.client.exceptions import ApiException
 
-    api = k8s_client.CustomObjectsApi(api_client)
+    api: Any = k8s_client.CustomObjectsApi(api_client)
     for _attempt in range(_CONFLICT_RETRIES):
         obj = read_capture(api_client, namespace, name, resource)
         changed = False
@@ -382,3 +387,169 @@ def clean_capture_files(
     if cleaned:
         _empty_file_names(api_client, namespace, name, cleaned, res)
     return outcomes
+
+
+# -- live pcap: `follow` on the node, `stream` from the user's machine ------------------------
+
+
+def _active_files(directory: Path, interface: str | None) -> list[str]:
+    from packetcapture.pcap import parse_file_name
+
+    found = []
+    for fname in sorted(os.listdir(directory)):
+        parsed = parse_file_name(fname)
+        if parsed is None or parsed.rotated_us is not None:
+            continue
+        if interface is None or interface in (parsed.interface, f"{parsed.pod}_{parsed.interface}"):
+            found.append(fname)
+    return found
+
+
+def _pcap_header_info(header: bytes) -> tuple[str, int]:
+    """Byte order and link type of a classic pcap header; raises for anything else."""
+    import struct
+
+    from packetcapture.errors import PcapError
+    from packetcapture.pcap._format import MAGIC_MICRO, MAGIC_NANO
+
+    for order in ("<", ">"):
+        (magic,) = struct.unpack(order + "I", header[:4])
+        if magic in (MAGIC_MICRO, MAGIC_NANO):
+            return order, struct.unpack(order + "I", header[20:24])[0]
+    raise PcapError("not a classic pcap file (follow reads pcap, not pcapng)")
+
+
+def follow_capture(
+    capture_dir: str | os.PathLike[str],
+    namespace: str,
+    name: str,
+    out: Any,
+    *,
+    interface: str | None = None,
+    count: int | None = None,
+    poll_seconds: float = 0.2,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> int:
+    """Write one interface's capture as a pcap stream to ``out``, following rotations.
+
+    Starts at the beginning of the active file, then hands on every whole record as the
+    writer adds it; when the writer rotates (the active name then names a new file) the old
+    file is read to its end and the new one continues the stream without its header. Ends
+    after ``count`` packets, when the capture directory is removed, or when ``should_stop``
+    says so. Returns the number of packets written.
+    """
+    import struct
+    import time
+
+    from packetcapture.pcap import capture_directory
+    from packetcapture.pcap._format import PCAP_HEADER_LEN, PCAP_RECORD_HEADER_LEN
+
+    directory = capture_directory(capture_dir, namespace, name)
+    if not directory.is_dir():
+        raise PacketCaptureError(f"no capture {namespace}/{name} in {capture_dir}")
+    while True:  # wait for the first packet (WaitingForTraffic: no file yet)
+        names = _active_files(directory, interface)
+        if len(names) > 1:
+            raise PacketCaptureError(
+                f"{namespace}/{name} captures {len(names)} interfaces here: choose one with "
+                "--interface (" + ", ".join(n.removesuffix(SUFFIX) for n in names) + ")"
+            )
+        if names and (directory / names[0]).stat().st_size >= PCAP_HEADER_LEN:
+            break
+        if should_stop() or not directory.is_dir():
+            return 0
+        time.sleep(poll_seconds)
+    path = directory / names[0]
+    current = open(path, "rb")  # noqa: SIM115 - swapped at each rotation
+    try:
+        header = current.read(PCAP_HEADER_LEN)
+        order, _linktype = _pcap_header_info(header)
+        record = struct.Struct(order + "IIII")
+        out.write(header)
+        out.flush()
+        written = 0
+        pending = b""
+        while count is None or written < count:
+            data = current.read(1 << 16)
+            if data:
+                pending += data
+                chunks = []
+                while len(pending) >= PCAP_RECORD_HEADER_LEN:
+                    caplen = record.unpack_from(pending)[2]
+                    end = PCAP_RECORD_HEADER_LEN + caplen
+                    if len(pending) < end:
+                        break
+                    chunks.append(pending[:end])
+                    pending = pending[end:]
+                    written += 1
+                    if count is not None and written >= count:
+                        break
+                if chunks:
+                    out.write(b"".join(chunks))
+                    out.flush()
+                continue
+            # At the end of what was written: has the writer moved on to a new file?
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                st = None
+            if st is not None and st.st_ino != os.fstat(current.fileno()).st_ino:
+                nxt = open(path, "rb")  # noqa: SIM115
+                if len(nxt.read(PCAP_HEADER_LEN)) < PCAP_HEADER_LEN:
+                    nxt.close()  # the new file's header is not written yet
+                else:
+                    current.close()
+                    current, pending = nxt, b""
+                    continue
+            if should_stop() or not directory.is_dir():
+                break
+            time.sleep(poll_seconds)
+        return written
+    finally:
+        current.close()
+
+
+def stream_capture(
+    api_client: Any,
+    namespace: str,
+    name: str,
+    out: Any,
+    *,
+    node: str | None = None,
+    interface: str | None = None,
+    count: int | None = None,
+    agent_namespace: str = DEFAULT_AGENT_NAMESPACE,
+    resource: CaptureResource | None = None,
+) -> str:
+    """Relay one node's live capture as pcap to ``out`` (``packetcapture follow`` over exec).
+
+    ``node`` may be omitted when one node only reports the capture. Returns the node name;
+    raises :class:`PacketCaptureError` when the follow command fails.
+    """
+    obj = read_capture(api_client, namespace, name, resource)
+    entries = status_entries(obj)
+    nodes = [e["node"] for e in entries]
+    if node is None:
+        if len(nodes) != 1:
+            raise PacketCaptureError(
+                f"{namespace}/{name} is reported by {len(nodes)} node(s)"
+                + (f" ({', '.join(nodes)})" if nodes else "")
+                + ": choose one with --node"
+            )
+        node = nodes[0]
+    entry = next((e for e in entries if e["node"] == node), {"node": node})
+    directory = _directory(entry)
+    pod = find_agent_pod(api_client, node, agent_namespace)
+    command = ["packetcapture", "follow", "--capture-dir", directory, f"{namespace}/{name}"]
+    if interface:
+        command += ["--interface", interface]
+    if count is not None:
+        command += ["--count", str(count)]
+    with PodExec(api_client, agent_namespace, pod, command, poll_seconds=0.2) as run:
+        for chunk in run:
+            out.write(chunk)
+            out.flush()
+    result = run.result
+    if result is not None and not result.ok:
+        raise PacketCaptureError(f"follow in pod {pod} on node {node}: {result.describe()}")
+    return node

@@ -715,6 +715,11 @@ class RotatingWriter:
         try:
             if self._fd is not None and self._failed is None:
                 self.sync()
+                if os.fstat(self._fd).st_nlink == 0:  # its directory was removed meanwhile
+                    gone = OSError(errno.ENOENT, os.strerror(errno.ENOENT))
+                    raise PcapError(
+                        f"capture file removed: {gone.strerror}", path=str(self.active_path)
+                    ) from gone
         finally:
             if self._fd is not None:
                 os.close(self._fd)
@@ -815,7 +820,22 @@ class RotatingWriter:
                 if removed:
                     log.warning("cut a torn %d-byte tail off %s", removed, self.active_path)
             except PcapError as exc:
-                log.warning("old capture file is damaged, keeping it as is: %s", exc)
+                # Kept for whoever wants to look at it, out of the way of listings and
+                # retention (not a .pcap name), never deleted.
+                aside = f"{self.base}-{unix_microseconds(now)}.damaged"
+                try:
+                    os.rename(
+                        self.active_name, aside, src_dir_fd=self._dir_fd, dst_dir_fd=self._dir_fd
+                    )
+                except OSError as err:
+                    failed = PcapError(
+                        f"old capture file is damaged and cannot be moved aside: {err.strerror}",
+                        path=str(self.active_path),
+                    )
+                    self._failed = failed
+                    raise failed from err
+                log.warning("old capture file is damaged, kept as %s: %s", aside, exc)
+                return
             with os.fdopen(os.dup(fd), "rb") as f:
                 f.seek(0)  # the descriptor's offset is shared with the repair's reads
                 packets = count_packets(f)

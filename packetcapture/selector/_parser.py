@@ -147,8 +147,10 @@ def _run_lalr(tokens: list[Token]) -> Node:
 
 
 def _describe(token: Token) -> str:
-    # Go's fmt of a tokenizer.Token: Kind(Value).
-    return f"{tk.CALICO_KIND[token.type]}({token.value if token.type != tk.END else ''})"
+    # Go's fmt of a tokenizer.Token: Kind(Value); the end is said in words, not TokEOF().
+    if token.type == tk.END:
+        return "end of selector"
+    return f"{tk.CALICO_KIND[token.type]}({token.value})"
 
 
 def _syntax_error(exc: _UnexpectedError, text: str, tokens: list[Token]) -> SelectorSyntaxError:
@@ -160,7 +162,10 @@ def _syntax_error(exc: _UnexpectedError, text: str, tokens: list[Token]) -> Sele
         index = next(i for i, t in enumerate(tokens) if t.start_pos == token.start_pos)
         column = (token.start_pos or 0) + 1
     if expected & _OP_START:
-        reason = f"unexpected token: {_describe(token)}"
+        if token.type == tk.END:
+            reason = "unexpected end of selector"
+        else:
+            reason = f"unexpected token: {_describe(token)}"
     elif expected & _AFTER_LABEL:
         if token.type == tk.END:
             reason = "unexpected end of string looking for op"
@@ -181,7 +186,7 @@ def _syntax_error(exc: _UnexpectedError, text: str, tokens: list[Token]) -> Sele
         if depth > 0:
             reason = "expected )"
         else:
-            rest = [*map(_describe, tokens[index:]), "TokEOF()"]
+            rest = list(map(_describe, tokens[index:]))
             reason = f"unexpected content at end of selector [{' '.join(rest)}]"
     return SelectorSyntaxError(reason, text, column)
 

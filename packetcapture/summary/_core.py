@@ -19,6 +19,7 @@ from __future__ import annotations
 import socket
 import struct
 from collections.abc import Iterable
+from typing import Any
 
 from packetcapture.summary._model import (
     CaptureSummary,
@@ -35,6 +36,9 @@ _IP4 = struct.Struct("!BxHHHxB2x4s4s").unpack_from  # vihl, len, id, frag, proto
 _IP6 = struct.Struct("!4xHB1x16s16s").unpack_from  # payload len, next header, src, dst
 _TCP = struct.Struct("!HHIIBBH").unpack_from  # ports, seq, ack, offset, flags, window
 _PORTS = struct.Struct("!HH").unpack_from
+# The ports count only with the whole header captured (as tshark's conversations do).
+_UDP = struct.Struct("!HH4x").unpack_from
+_SCTP = struct.Struct("!HH8x").unpack_from
 _U16 = struct.Struct("!H").unpack_from
 _U32 = struct.Struct("!I").unpack_from
 
@@ -191,7 +195,7 @@ class _Tcp:
             return "unanswered"
         return "complete" if self.hs_ack is not None else "incomplete"
 
-    def segment(  # noqa: PLR0912, PLR0917 - one pass over Wireshark's checks, in its order
+    def segment(  # noqa: PLR0917 - one pass over Wireshark's checks, in its order
         self, d: int, ts: int, seq: int, ack: int, flags: int, win: int, seglen: int
     ) -> None:
         """Account one segment sent in direction ``d``."""
@@ -203,12 +207,7 @@ class _Tcp:
                     self.syn, self.syn_dir = ts, d
             elif self.synack is None and self.syn is not None and d != self.syn_dir:
                 self.synack = ts
-        elif (
-            flags & _ACK
-            and self.synack is not None
-            and self.hs_ack is None
-            and d == self.syn_dir
-        ):
+        elif flags & _ACK and self.synack is not None and self.hs_ack is None and d == self.syn_dir:
             self.hs_ack = ts
         if flags & _RST:
             self.resets += 1
@@ -268,14 +267,14 @@ class Summarizer:
     """
 
     def __init__(self) -> None:
-        self._flows: dict[tuple[object, ...], tuple[list[object], int]] = {}
-        self._flow_list: list[list[object]] = []
+        self._flows: dict[tuple[Any, ...], tuple[list[Any], int]] = {}
+        self._flow_list: list[list[Any]] = []
         self._endpoints: list[str] = []
         self._endpoint_ids: dict[str, int] = {}
-        self._frags: dict[tuple[object, ...], tuple[int, int]] = {}
-        self._pending_dns: dict[tuple[object, ...], tuple[int, str, str]] = {}
-        self._dns: dict[tuple[object, ...], list[object]] = {}
-        self._icmp: dict[tuple[object, ...], list[object]] = {}
+        self._frags: dict[tuple[Any, ...], tuple[int, int]] = {}
+        self._pending_dns: dict[tuple[Any, ...], tuple[int, str, str]] = {}
+        self._dns: dict[tuple[Any, ...], list[Any]] = {}
+        self._icmp: dict[tuple[Any, ...], list[Any]] = {}
         self._link_types: dict[int, int] = {}
         self._drops: int | None = None
         self.packets = 0
@@ -298,11 +297,13 @@ class Summarizer:
         """Add packets the kernel dropped, as a capture file or status recorded them."""
         self._drops = (self._drops or 0) + count
 
-    def add(self, timestamp_ns: int, data: bytes, wire_len: int, linktype: int = 1, endpoint: int = 0) -> None:
+    def add(
+        self, timestamp_ns: int, data: bytes, wire_len: int, linktype: int = 1, endpoint: int = 0
+    ) -> None:
         """Account one packet (``data`` as captured, ``wire_len`` its length on the wire)."""
         self.add_batch(((timestamp_ns, data, wire_len),), linktype, endpoint)
 
-    def add_batch(  # noqa: PLR0912, PLR0915 - the hot loop, kept in one frame for speed
+    def add_batch(
         self, packets: Iterable[tuple[int, bytes, int]], linktype: int = 1, endpoint: int = 0
     ) -> None:
         """Account packets of one link type seen on one endpoint, in time order."""
@@ -316,7 +317,7 @@ class Summarizer:
         ip4 = _IP4
         ip6 = _IP6
         tcp = _TCP
-        ports = _PORTS
+        udp = _UDP
         ep = endpoint
         n = nbytes = ncap = trunc = bad = 0
         first = last = None
@@ -334,7 +335,7 @@ class Summarizer:
                 if mode == 0:
                     etype = (data[12] << 8) | data[13]
                     off = 14
-                    if etype == 0x8100 or etype == 0x88A8:
+                    if etype in {0x8100, 0x88A8}:
                         etype, off = self._vlan(data)
                 elif mode == 1:
                     etype = (data[14] << 8) | data[15]
@@ -359,15 +360,21 @@ class Summarizer:
                     plen = tlen - ihl
                     if frag & 0x3FFF:  # a fragment: only the first carries the ports
                         new_flow(
-                            ts, wire, proto, src, dst, ep, *self._fragment(
+                            ts,
+                            wire,
+                            proto,
+                            src,
+                            dst,
+                            ep,
+                            *self._fragment(
                                 data, l4, (src, dst, ident, proto), frag & 0x1FFF, frag & 0x2000
-                            )
+                            ),
                         )
                         continue
                 elif etype == 0x86DD:
                     plen, proto, src, dst = ip6(data, off)
                     l4 = off + 40
-                    if proto in _IPV6_EXT or proto == 44 or proto == 51:
+                    if proto in _IPV6_EXT or proto in {44, 51}:
                         proto, l4, fragment = self._ipv6_ext(data, proto, l4, src, dst)
                         plen -= l4 - off - 40
                         if fragment is not None:
@@ -387,15 +394,13 @@ class Summarizer:
                         entry = new_flow(ts, wire, 6, src, dst, ep, sport, dport)
                     else:
                         f, d = entry
-                        f[d] += 1  # type: ignore[operator]
-                        f[2 + d] += wire  # type: ignore[operator]
+                        f[d] += 1
+                        f[2 + d] += wire
                         f[5] = ts
-                    entry[0][7].segment(  # type: ignore[union-attr]
-                        entry[1], ts, seq, ack, flags, win, plen - ((hl >> 4) << 2)
-                    )
-                elif proto == 17 or proto == 132:
+                    entry[0][7].segment(entry[1], ts, seq, ack, flags, win, plen - ((hl >> 4) << 2))
+                elif proto in {17, 132}:
                     try:
-                        sport, dport = ports(data, l4)
+                        sport, dport = (udp if proto == 17 else _SCTP)(data, l4)
                     except struct.error:
                         new_flow(ts, wire, proto, src, dst, ep, None, None)
                         continue
@@ -404,14 +409,14 @@ class Summarizer:
                         new_flow(ts, wire, proto, src, dst, ep, sport, dport)
                     else:
                         f, d = entry
-                        f[d] += 1  # type: ignore[operator]
-                        f[2 + d] += wire  # type: ignore[operator]
+                        f[d] += 1
+                        f[2 + d] += wire
                         f[5] = ts
                     if proto == 17 and (sport == 53 or dport == 53):
                         self._dns_packet(ts, ep, src, sport, dst, dport, data[l4 + 8 : l4 + plen])
                 else:
                     new_flow(ts, wire, proto, src, dst, ep, None, None)
-                    if proto == 1 or proto == 58:
+                    if proto in {1, 58}:
                         self._icmp_packet(ts, ep, proto, src, data, l4)
             except (struct.error, IndexError):
                 bad += 1
@@ -443,7 +448,7 @@ class Summarizer:
         return etype, off
 
     def _fragment(
-        self, data: bytes, l4: int, key: tuple[object, ...], offset: int, more: int
+        self, data: bytes, l4: int, key: tuple[Any, ...], offset: int, more: int
     ) -> tuple[int | None, int | None]:
         """Ports of a fragment: read from the first one, remembered for the others."""
         if offset == 0:
@@ -460,10 +465,12 @@ class Summarizer:
                     del frags[next(iter(frags))]
                 frags[key] = got
             return got
-        got = self._frags.get(key)
-        if got is not None and not more:
+        known = self._frags.get(key)
+        if known is None:
+            return None, None
+        if not more:
             del self._frags[key]  # the last fragment
-        return got if got is not None else (None, None)
+        return known
 
     def _ipv6_ext(
         self, data: bytes, nxt: int, pos: int, src: bytes, dst: bytes
@@ -497,14 +504,14 @@ class Summarizer:
         ep: int,
         sport: int | None,
         dport: int | None,
-    ) -> tuple[list[object], int]:
+    ) -> tuple[list[Any], int]:
         """Count a packet of a flow not in the table yet (or of one without ports)."""
         key = (proto, src, sport, dst, dport, ep)
         entry = self._flows.get(key)
         if entry is not None:
             f, d = entry
-            f[d] += 1  # type: ignore[operator]
-            f[2 + d] += wire  # type: ignore[operator]
+            f[d] += 1
+            f[2 + d] += wire
             f[5] = ts
             return entry
         f = [1, 0, wire, 0, ts, ts, key, _Tcp() if proto == 6 and sport is not None else None]
@@ -529,8 +536,7 @@ class Summarizer:
             response = msg.qr == dpkt.dns.DNS_R
             answers = [_dns_answer(rr) for rr in msg.an] if response else []
         except (dpkt.Error, struct.error, IndexError, ValueError, UnicodeError):
-            self.undecoded += 1
-            return
+            return  # not DNS after all; the packet is counted in its flow
         pending = self._pending_dns
         if not response:
             key = (ep, src, sport, dst, msg.id)
@@ -550,8 +556,8 @@ class Summarizer:
     def _dns_row(  # noqa: PLR0917
         self,
         ep: int,
-        client: object,
-        server: object,
+        client: bytes,
+        server: bytes,
         ts: int,
         name: str,
         qtype: str,
@@ -563,27 +569,32 @@ class Summarizer:
         row = self._dns.get(key)
         if row is None:
             row = self._dns[key] = [0, ts, 0, 0, None, []]
-        row[0] += 1  # type: ignore[operator]
+        row[0] += 1
         if took is not None:
-            row[2] += took  # type: ignore[operator]
-            row[3] += 1  # type: ignore[operator]
-            row[4] = took if row[4] is None else max(row[4], took)  # type: ignore[call-overload]
-        seen: list[str] = row[5]  # type: ignore[assignment]
+            row[2] += took
+            row[3] += 1
+            row[4] = took if row[4] is None else max(row[4], took)
+        seen: list[str] = row[5]
         for a in answers:
             if a not in seen and len(seen) < _MAX_ANSWERS:
                 seen.append(a)
 
-    def _icmp_packet(self, ts: int, ep: int, proto: int, reporter: bytes, data: bytes, l4: int) -> None:
+    def _icmp_packet(  # noqa: PLR0917
+        self, ts: int, ep: int, proto: int, reporter: bytes, data: bytes, l4: int
+    ) -> None:
         version = 4 if proto == 1 else 6
-        icmp_type, code = data[l4], data[l4 + 1]
-        kind = _ICMP_KINDS.get((version, icmp_type))
-        if kind is None:
-            return
-        mtu = None
-        if version == 6 and icmp_type == 2:
-            (mtu,) = _U32(data, l4 + 4)
-        elif version == 4 and icmp_type == 3 and code == 4:
-            (mtu,) = _U16(data, l4 + 6)
+        try:
+            icmp_type, code = data[l4], data[l4 + 1]
+            kind = _ICMP_KINDS.get((version, icmp_type))
+            if kind is None:
+                return
+            mtu = None
+            if version == 6 and icmp_type == 2:
+                (mtu,) = _U32(data, l4 + 4)
+            elif version == 4 and icmp_type == 3 and code == 4:
+                (mtu,) = _U16(data, l4 + 6)
+        except (struct.error, IndexError):
+            return  # cut short; the packet is counted in its flow
         inner = l4 + 8
         qproto, qsrc, qdst, sport, dport = _quoted(data, inner)
         reason = _ICMP_REASONS.get((version, icmp_type, code), f"code {code}")
@@ -602,8 +613,8 @@ class Summarizer:
         flows: list[Flow] = []
         issues: list[TcpIssue] = []
         for f in self._flow_list:
-            proto, src, sport, dst, dport, ep = f[6]  # type: ignore[misc]
-            t: _Tcp | None = f[7]  # type: ignore[assignment]
+            proto, src, sport, dst, dport, ep = f[6]
+            t: _Tcp | None = f[7]
             a, b = _where(src, sport), _where(dst, dport)
             rtt = t.rtt() if t is not None else None
             flows.append(
@@ -611,12 +622,12 @@ class Summarizer:
                     _proto_name(proto),
                     a,
                     b,
-                    f[0],  # type: ignore[arg-type]
-                    f[1],  # type: ignore[arg-type]
-                    f[2],  # type: ignore[arg-type]
-                    f[3],  # type: ignore[arg-type]
-                    f[4],  # type: ignore[arg-type]
-                    f[5],  # type: ignore[arg-type]
+                    f[0],
+                    f[1],
+                    f[2],
+                    f[3],
+                    f[4],
+                    f[5],
                     eps[ep],
                     rtt,
                 )
@@ -635,7 +646,7 @@ class Summarizer:
                             a,
                             b,
                             eps[ep],
-                            f[4],  # type: ignore[arg-type]
+                            f[4],
                             hs,
                             t.resets,
                             t.mid_resets,
@@ -651,22 +662,22 @@ class Summarizer:
         for (ep, src, _sport, dst, _id), (ts, name, qtype) in self._pending_dns.items():
             key = (ep, src, dst, name, qtype, None)
             row = dns_rows.get(key)
-            dns_rows[key] = [1, ts, 0, 0, None, []] if row is None else [row[0] + 1, *row[1:]]  # type: ignore[operator]
+            dns_rows[key] = [1, ts, 0, 0, None, []] if row is None else [row[0] + 1, *row[1:]]
         dns = sorted(
             (
                 DnsQuery(
-                    name,  # type: ignore[arg-type]
-                    qtype,  # type: ignore[arg-type]
-                    _ip(client),  # type: ignore[arg-type]
-                    _ip(server),  # type: ignore[arg-type]
-                    eps[ep],  # type: ignore[index]
-                    rcode,  # type: ignore[arg-type]
+                    name,
+                    qtype,
+                    _ip(client),
+                    _ip(server),
+                    eps[ep],
+                    rcode,
                     rcode is not None,
-                    row[0],  # type: ignore[arg-type]
-                    tuple(row[5]),  # type: ignore[arg-type]
-                    row[1],  # type: ignore[arg-type]
-                    row[2] // row[3] if row[3] else None,  # type: ignore[operator]
-                    row[4],  # type: ignore[arg-type]
+                    row[0],
+                    tuple(row[5]),
+                    row[1],
+                    row[2] // row[3] if row[3] else None,
+                    row[4],
                 )
                 for (ep, client, server, name, qtype, rcode), row in dns_rows.items()
             ),
@@ -675,22 +686,31 @@ class Summarizer:
         icmp = sorted(
             (
                 IcmpError(
-                    kind,  # type: ignore[arg-type]
-                    icmp_type,  # type: ignore[arg-type]
-                    code,  # type: ignore[arg-type]
-                    row[3],  # type: ignore[arg-type]
-                    _ip(reporter),  # type: ignore[arg-type]
-                    _proto_name(qproto) if qproto is not None else "",  # type: ignore[arg-type]
-                    _where(qsrc, sport) if qsrc else "",  # type: ignore[arg-type]
-                    _where(qdst, dport) if qdst else "",  # type: ignore[arg-type]
-                    eps[ep],  # type: ignore[index]
-                    row[0],  # type: ignore[arg-type]
-                    row[1],  # type: ignore[arg-type]
-                    row[2],  # type: ignore[arg-type]
+                    kind,
+                    icmp_type,
+                    code,
+                    row[3],
+                    _ip(reporter),
+                    _proto_name(qproto) if qproto is not None else "",
+                    _where(qsrc, sport) if qsrc else "",
+                    _where(qdst, dport) if qdst else "",
+                    eps[ep],
+                    row[0],
+                    row[1],
+                    row[2],
                 )
-                for (ep, kind, icmp_type, code, reporter, qproto, qsrc, sport, qdst, dport), row in (
-                    self._icmp.items()
-                )
+                for (
+                    ep,
+                    kind,
+                    icmp_type,
+                    code,
+                    reporter,
+                    qproto,
+                    qsrc,
+                    sport,
+                    qdst,
+                    dport,
+                ), row in (self._icmp.items())
             ),
             key=lambda e: e.first_ns,
         )
@@ -710,23 +730,23 @@ class Summarizer:
         return CaptureSummary(tuple(flows), tuple(issues), tuple(dns), tuple(icmp), totals)
 
 
-def _dns_answer(rr: object) -> str:
+def _dns_answer(rr: Any) -> str:
     rtype = getattr(rr, "type", 0)
     if rtype == 1:
-        return socket.inet_ntop(socket.AF_INET, rr.ip)  # type: ignore[attr-defined]
+        return socket.inet_ntop(socket.AF_INET, rr.ip)
     if rtype == 28:
-        return socket.inet_ntop(socket.AF_INET6, rr.ip6)  # type: ignore[attr-defined]
+        return socket.inet_ntop(socket.AF_INET6, rr.ip6)
     if rtype == 5:
-        return f"CNAME {rr.cname}"  # type: ignore[attr-defined]
+        return f"CNAME {rr.cname}"
     if rtype == 12:
-        return f"PTR {rr.ptrname}"  # type: ignore[attr-defined]
+        return f"PTR {rr.ptrname}"
     return _DNS_TYPES.get(rtype, f"TYPE{rtype}")
 
 
 def _quoted(
     data: bytes, pos: int
 ) -> tuple[int | None, bytes | None, bytes | None, int | None, int | None]:
-    """The flow an ICMP error quotes: (protocol, source, destination, ports)."""
+    """Decode the flow an ICMP error quotes: (protocol, source, destination, ports)."""
     try:
         version = data[pos] >> 4
         if version == 4:

@@ -17,15 +17,22 @@ __all__ = [
     "format_time",
 ]
 
-_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
 
 
 def format_time(timestamp_ns: int | None) -> str | None:
-    """RFC 3339 UTC with nanoseconds (``2021-08-26T12:00:00.001000000Z``); None stays None."""
+    """RFC 3339 UTC with nanoseconds (``2021-08-26T12:00:00.001000000Z``); None stays None.
+
+    A time past year 9999 (a corrupt timestamp) is given as Unix seconds instead
+    (``"16358703825810.667472000"``).
+    """
     if timestamp_ns is None:
         return None
     sec, ns = divmod(timestamp_ns, 1_000_000_000)
-    day = (_EPOCH + _dt.timedelta(seconds=sec)).strftime("%Y-%m-%dT%H:%M:%S")
+    try:
+        day = (_EPOCH + _dt.timedelta(seconds=sec)).strftime("%Y-%m-%dT%H:%M:%S")
+    except OverflowError:
+        return f"{sec}.{ns:09d}"
     return f"{day}.{ns:09d}Z"
 
 
@@ -67,7 +74,7 @@ class Flow:
         return self.bytes_ab + self.bytes_ba
 
     def to_dict(self) -> dict[str, Any]:
-        """The flow's JSON object (keys documented in docs/summary.md)."""
+        """Return the flow's JSON object (keys documented in docs/summary.md)."""
         return {
             "proto": self.proto,
             "a": self.a,
@@ -105,7 +112,7 @@ class TcpIssue:
     handshake_rtt_ns: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """The issue's JSON object."""
+        """Return the issue's JSON object."""
         return {
             "a": self.a,
             "b": self.b,
@@ -143,7 +150,7 @@ class DnsQuery:
     response_ns_max: int | None
 
     def to_dict(self) -> dict[str, Any]:
-        """The query row's JSON object."""
+        """Return the query row's JSON object."""
         return {
             "name": self.name,
             "type": self.type,
@@ -182,7 +189,7 @@ class IcmpError:
     mtu: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """The error row's JSON object."""
+        """Return the error row's JSON object."""
         return {
             "kind": self.kind,
             "type": self.type,
@@ -221,7 +228,7 @@ class Totals:
     flows: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        """The totals' JSON object."""
+        """Return the totals' JSON object."""
         span = None
         if self.first_ns is not None and self.last_ns is not None:
             span = round((self.last_ns - self.first_ns) / 1e9, 9)
@@ -255,8 +262,11 @@ class CaptureSummary:
     totals: Totals
 
     def to_dict(self, top: int | None = None) -> dict[str, Any]:
-        """One JSON-ready object with the keys ``flows``, ``tcp_issues``, ``dns``,
-        ``icmp_errors`` and ``totals``; ``top`` keeps only the largest flows."""
+        """Return one JSON-ready object (``flows``, ``tcp_issues``, ``dns``, ...).
+
+        The keys are ``flows``, ``tcp_issues``, ``dns``, ``icmp_errors`` and ``totals``;
+        ``top`` keeps only the largest flows.
+        """
         flows = self.flows if top is None else self.flows[:top]
         return {
             "flows": [f.to_dict() for f in flows],

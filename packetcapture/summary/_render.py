@@ -25,7 +25,10 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: set[int
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
 
     def line(cells: Sequence[str]) -> str:
-        out = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))]
+        out = [
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ]
         return "  ".join(out).rstrip()
 
     return [line(headers), *(line(r) for r in rows)]
@@ -40,14 +43,18 @@ def _n(value: int) -> str:
 
 
 def format_summary(summary: CaptureSummary, top: int | None = None) -> str:
-    """The summary as text: totals, then a table per section (``top`` largest flows)."""
+    """Render the summary as text: totals, then a table per section (``top`` largest flows)."""
     t = summary.totals
     start = t.first_ns or 0
 
     def rel(ts: int) -> str:
         return f"+{(ts - start) / 1e9:.6f}"
 
-    span = "" if t.first_ns is None or t.last_ns is None else f" over {(t.last_ns - t.first_ns) / 1e9:.6f} s"
+    span = (
+        ""
+        if t.first_ns is None or t.last_ns is None
+        else f" over {(t.last_ns - t.first_ns) / 1e9:.6f} s"
+    )
     links = ", ".join(
         f"{_LINK_NAMES.get(k, f'link type {k}')} {_n(v)}" for k, v in sorted(t.link_types.items())
     )
@@ -59,11 +66,27 @@ def format_summary(summary: CaptureSummary, top: int | None = None) -> str:
         f"link types: {links or '-'}; endpoints: {', '.join(t.endpoints) or '-'}",
     ]
     flows = summary.flows if top is None else summary.flows[:top]
-    shown = f"{len(flows)} of {len(summary.flows)}" if len(flows) < len(summary.flows) else str(len(flows))
+    shown = (
+        f"{len(flows)} of {len(summary.flows)}"
+        if len(flows) < len(summary.flows)
+        else str(len(flows))
+    )
     out += ["", f"Flows ({shown}, by bytes; times from the first packet):"]
     if flows:
         out += _table(
-            ["PROTO", "A", "B", "PKTS A>B", "PKTS B>A", "BYTES A>B", "BYTES B>A", "START", "DURATION", "RTT ms", "ENDPOINT"],
+            [
+                "PROTO",
+                "A",
+                "B",
+                "PKTS A>B",
+                "PKTS B>A",
+                "BYTES A>B",
+                "BYTES B>A",
+                "START",
+                "DURATION",
+                "RTT ms",
+                "ENDPOINT",
+            ],
             [
                 [
                     f.proto,
@@ -85,7 +108,19 @@ def format_summary(summary: CaptureSummary, top: int | None = None) -> str:
     out += ["", f"TCP trouble ({len(summary.tcp_issues)}):"]
     if summary.tcp_issues:
         out += _table(
-            ["A", "B", "HANDSHAKE", "RTT ms", "RESETS", "MID-STREAM", "RETRANS", "DUP ACKS", "ZERO WIN", "START", "ENDPOINT"],
+            [
+                "A",
+                "B",
+                "HANDSHAKE",
+                "RTT ms",
+                "RESETS",
+                "MID-STREAM",
+                "RETRANS",
+                "DUP ACKS",
+                "ZERO WIN",
+                "START",
+                "ENDPOINT",
+            ],
             [
                 [
                     i.a,
@@ -107,7 +142,18 @@ def format_summary(summary: CaptureSummary, top: int | None = None) -> str:
     out += ["", f"DNS ({len(summary.dns)}):"]
     if summary.dns:
         out += _table(
-            ["NAME", "TYPE", "RESULT", "ANSWERS", "COUNT", "RESPONSE ms", "CLIENT", "SERVER", "START", "ENDPOINT"],
+            [
+                "NAME",
+                "TYPE",
+                "RESULT",
+                "ANSWERS",
+                "COUNT",
+                "RESPONSE ms",
+                "CLIENT",
+                "SERVER",
+                "START",
+                "ENDPOINT",
+            ],
             [
                 [
                     q.name,

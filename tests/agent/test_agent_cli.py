@@ -91,7 +91,7 @@ def test_readme_example(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
         / ("sample-app-7d4b9c-x2k8p_cali1a2b3c4d5e6.pcap")
     )
     got = packets(written)
-    assert len(got) == 16  # the TCP port 80 exchanges, IPv4 and IPv6
+    assert len(got) == 18  # the TCP port 80 exchanges, IPv4 and IPv6, and a refused one
     # tcpdump, given the same filter, keeps exactly these packets from the source file.
     tcpdump = require_tool("tcpdump")
     ref = tmp_path / "ref.pcap"
@@ -111,7 +111,7 @@ def test_readme_example(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     listing = subprocess.run(
         [tcpdump, "-nr", str(written)], capture_output=True, text=True, check=True
     )
-    assert len(listing.stdout.splitlines()) == 16
+    assert len(listing.stdout.splitlines()) == 18
 
 
 def test_namespace_scoping_and_selector(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -157,16 +157,17 @@ def test_replay_mapping_and_rotation(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert names[-1] == "sample-app-7d4b9c-x2k8p_cali1a2b3c4d5e6.pcap"
     for name in names:
         assert (tmp_path / "c" / "sample-namespace" / "cap" / name).stat().st_size <= 8000 + 200
-    assert "1080 packets" in err  # every packet of the file was captured (some then rotated out)
+    assert "1400 packets" in err  # every packet of the file was captured (some then rotated out)
 
 
 def test_schedule_in_the_past_captures_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # The window holds the bundled traffic's timestamps, so only on the wall clock is it past.
     cap = write_capture(
         tmp_path / "cap.yaml", startTime="2021-08-26T12:00:00Z", endTime="2021-08-26T12:30:00Z"
     )
-    code, out, err = run_node1(capsys, str(cap), str(tmp_path / "c"))
+    code, out, err = run_node1(capsys, str(cap), str(tmp_path / "c"), "--replay-clock", "wall")
     assert code == 0, err
     entry = yaml.safe_load(out)["status"]["files"][0]
     assert entry["state"] == "Finished" and "fileNames" not in entry
@@ -194,6 +195,8 @@ def test_schedule_with_short_real_times(tmp_path: Path) -> None:
             str(EXAMPLES / "traffic"),
             "--capture-dir",
             str(tmp_path / "c"),
+            "--replay-clock",
+            "wall",
         ],
         capture_output=True,
         text=True,
@@ -369,7 +372,7 @@ def test_replay_corrupt_file_keeps_earlier_packets(
     entry = yaml.safe_load(out)["status"]["files"][0]
     assert entry["state"] == "Error"
     name = entry["fileNames"][0]
-    assert len(packets(tmp_path / "c" / "sample-namespace" / "cap" / name)) == 27
+    assert len(packets(tmp_path / "c" / "sample-namespace" / "cap" / name)) == 35
 
 
 def test_ctrl_c_stops_cleanly(tmp_path: Path) -> None:

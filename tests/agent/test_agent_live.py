@@ -386,3 +386,44 @@ def test_agent_keeps_the_last_packets_of_a_removed_interface(tmp_path: Path) -> 
     (path,) = (tmp_path / "ns" / "cap").glob("*.pcap")
     with PcapReader(path) as reader:
         assert [d for _, d, _ in reader] == frames
+
+
+def test_live_run_follows_the_link_down_and_up(pair: VethPair, tmp_path: Path) -> None:
+    """Calico's lifecycle in `run --live`: link down -> stop, files kept, said on stderr
+    without -v; link up -> capture again; the run goes on until it is told to stop."""
+    capture_file, endpoints_file = write_inputs(tmp_path, pair)
+    capture_dir = tmp_path / "captures"
+    err_path = tmp_path / "run.err"
+    with err_path.open("wb") as err_file:
+        run = subprocess.Popen(
+            pair.exec_a(sys.executable, "-m", "packetcapture", "run", str(capture_file),
+                        "--endpoints", str(endpoints_file), "--node", NODE,
+                        "--capture-dir", str(capture_dir), "--live"),
+            stdout=subprocess.PIPE, stderr=err_file, cwd=REPO,
+        )  # fmt: skip
+    try:
+        waiting = lambda: all(state_of(capture_dir, n) == "WaitingForTraffic" for n in CAPTURES)  # noqa: E731
+        wait_for("the agent to start capturing", lambda: waiting() or run.poll() is not None, 15)
+        sh("ip", "-n", pair.ns_a, "link", "set", pair.dev_a, "down")
+        wait_for(
+            "the captures to stop",
+            lambda: all(state_of(capture_dir, n) == "Finished" for n in CAPTURES),
+            timeout=10,
+        )
+        time.sleep(0.5)
+        assert run.poll() is None, err_path.read_text()  # waits for the link to come back
+        err = err_path.read_text()
+        assert f"interface {pair.dev_a} went down (files kept; capturing again" in err
+        sh("ip", "-n", pair.ns_a, "link", "set", pair.dev_a, "up")
+        wait_for("the captures to start again", waiting, timeout=10)
+        run.send_signal(signal.SIGINT)
+        out, _ = run.communicate(timeout=15)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    err = err_path.read_text()
+    assert run.returncode == 0, err
+    assert "Traceback" not in err
+    printed = yaml.safe_load(out)
+    assert {item["status"]["files"][0]["state"] for item in printed["items"]} == {"Finished"}

@@ -65,13 +65,17 @@ def test_run_after_the_window_leaves_its_status(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out_dir = tmp_path / "c1"
-    code, out, err = run_node1(capsys, out_dir, EXAMPLES / "sample-capture-scheduled.yaml")
+    # On the wall clock the example's window (2021) is long over.
+    scheduled = EXAMPLES / "sample-capture-scheduled.yaml"
+    code, out, err = run_node1(capsys, out_dir, scheduled, "--replay-clock", "wall")
     assert code == 0, err
     printed = yaml.safe_load(out)["status"]["files"][0]
     assert printed == {"directory": str(out_dir), "node": "node-1", "state": "Finished"}
-    assert (out_dir / TARGET / ".status-node-1.yaml").is_file()
-    assert not list((out_dir / TARGET).glob("*.pcap"))
-    code, out, err = status(capsys, out_dir)
+    target = "sample-namespace/sample-capture-scheduled"
+    assert (out_dir / target / ".status-node-1.yaml").is_file()
+    assert not list((out_dir / target).glob("*.pcap"))
+    argv = ["status", "--capture-dir", str(out_dir), target, "--node", "node-1"]
+    code, out, err = cli(argv, capsys)
     assert code == 0, err
     assert yaml.safe_load(out)["status"]["files"] == [printed]
 
@@ -146,7 +150,8 @@ def test_status_file_mode_ignores_the_umask(
     saved = tmp_path / "c" / TARGET / ".status-node-1.yaml"
     assert stat.S_IMODE(saved.stat().st_mode) == 0o644
     assert sorted(p.name for p in saved.parent.iterdir() if p.name.startswith(".")) == [
-        ".status-node-1.yaml"  # no temporary file left behind
+        ".packetcapture.lock",  # the run's lock (see docs/files.md)
+        ".status-node-1.yaml",  # no temporary file left behind
     ]
 
 
@@ -187,13 +192,13 @@ def test_corrupt_status_file_is_one_line(
 def test_merge_node_takes_several_names(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     for d in ("n1", "n2"):
         assert run_node1(capsys, tmp_path / d)[0] == 0
-    dirs = ["--capture-dir", str(tmp_path / "n1"), str(tmp_path / "n2")]
+    dirs = ["--capture-dir", str(tmp_path / "n1"), "--capture-dir", str(tmp_path / "n2")]
     head = ["merge", "sample-capture", "-n", "sample-namespace", *dirs]
     code, out, err = cli([*head, "--node", "a,b", "-o", str(tmp_path / "m.pcapng")], capsys)
     assert code == 0, err
-    assert "merged 32 packet(s) from 2 file(s), 2 interface(s)" in out
+    assert "merged 36 packet(s) from 2 file(s), 2 interface(s)" in out
     with PcapReader(tmp_path / "m.pcapng") as reader:
-        assert len(list(reader.records())) == 32
+        assert len(list(reader.records())) == 36
         nodes = sorted(
             re.sub(r".* node=(\S+) .*", r"\1", str(i.description)) for i in reader.interfaces
         )
@@ -214,23 +219,22 @@ def test_merge_node_takes_several_names(tmp_path: Path, capsys: pytest.CaptureFi
     code, out, err = cli(
         [
             *("merge", "-n", "sample-namespace", "--node", "a,b"),
-            *("sample-capture", "--capture-dir", str(tmp_path / "n1"), str(tmp_path / "n2")),
+            *("sample-capture", *dirs),
             *("-o", str(tmp_path / "m6.pcapng")),
         ],
         capsys,
     )
     assert code == 0, err
-    # --capture-dir repeated adds up too (it used to keep only the last list).
+    # --capture-dir takes one word, so NAME may follow it too.
     code, out, err = cli(
         [
-            *("merge", "sample-capture", "-n", "sample-namespace"),
-            *("--capture-dir", str(tmp_path / "n1"), "--capture-dir", str(tmp_path / "n2")),
+            *("merge", "-n", "sample-namespace", *dirs, "sample-capture"),
             *("-o", str(tmp_path / "m4.pcapng")),
         ],
         capsys,
     )
     assert code == 0, err
-    assert "merged 32 packet(s) from 2 file(s), 2 interface(s)" in out
+    assert "merged 36 packet(s) from 2 file(s), 2 interface(s)" in out
 
 
 def test_verbose_after_the_subcommand(tmp_path: Path) -> None:
@@ -257,9 +261,8 @@ def test_verbose_after_the_subcommand(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert "INFO packetcapture.agent: capture sample-namespace/sample-capture applied" in (
-        done.stderr
-    )
+    applied = "capture sample-namespace/sample-capture-scheduled applied"
+    assert f"INFO packetcapture.agent: {applied}" in done.stderr
     assert "DEBUG" not in done.stderr
 
 
@@ -345,7 +348,7 @@ def test_merge_of_a_torn_file_warns_once(
         f"packetcapture: warning: {pcap} ends in a torn record; its whole packets were kept"
     ]
     assert [r for r in caplog.records if "truncated" in r.getMessage()] == []
-    assert "merged 15 packet(s)" in out
+    assert "merged 17 packet(s)" in out
 
 
 @pytest.mark.parametrize("command", ["plan", "run"])
@@ -381,10 +384,10 @@ def test_replay_several_files_for_one_interface(
         source=("--replay", f"{IFACE}={pcap}", "--replay", f"{IFACE}={pcap}"),
     )
     assert code == 0, err
-    assert re.search(rf"{IFACE}: 32 packets", err), err
+    assert re.search(rf"{IFACE}: 36 packets", err), err
     with PcapReader(tmp_path / "c" / TARGET / PCAP) as reader:
         twice = [data for _, data, _ in reader]
-    assert len(twice) == 32 and twice[:16] == twice[16:]  # the file, then the file again
+    assert len(twice) == 36 and twice[:18] == twice[18:]  # the file, then the file again
 
 
 def _without_interface(tmp_path: Path) -> Path:
@@ -471,12 +474,14 @@ def test_quickstart_run_prints_what_the_page_shows(
     assert code == 0 and yaml.safe_load(out)["status"]["files"] == yaml.safe_load(shown.group(1))
 
 
-def test_status_target_without_namespace_is_a_usage_error(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_status_target_forms(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A bare NAME is in namespace `default` (as for copy, clean and merge): not a usage error.
     code, out, err = cli(["status", "--capture-dir", str(tmp_path), "cap", "--node", "n"], capsys)
+    assert code == 1 and out == ""
+    assert lines(err) == [f"packetcapture: error: no capture default/cap under {tmp_path}"]
+    code, out, err = cli(["status", "--capture-dir", str(tmp_path), "a/b/c", "--node", "n"], capsys)
     assert code == 2 and out == ""
     assert lines(err) == [
-        "packetcapture status: error: 'cap': expected NAMESPACE/NAME "
+        "packetcapture status: error: 'a/b/c': expected NAME or NAMESPACE/NAME "
         "(see 'packetcapture status --help')"
     ]

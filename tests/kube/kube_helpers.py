@@ -12,7 +12,7 @@ from typing import Any
 
 from packetcapture.agent import NodeAgent
 from packetcapture.backends import get_backend
-from packetcapture.kube import KubeAgentConfig, KubeNodeAgent, interface_name
+from packetcapture.kube import DryRunAgent, KubeAgentConfig, KubeNodeAgent, interface_name
 
 REPO = Path(__file__).resolve().parents[2]
 TRAFFIC = REPO / "examples" / "traffic"
@@ -92,14 +92,22 @@ def running_agent(
     api_client: Any,
     node: str,
     capture_dir: Path,
-    replay: Path,
+    replay: Path | None,
+    *,
+    backend: Any = None,
+    dry_run: bool = False,
     **config: Any,
 ) -> Iterator[KubeNodeAgent]:
-    """A KubeNodeAgent with the replay backend, run in a thread, shut down after."""
+    """A KubeNodeAgent (replay backend by default) run in a thread, shut down after."""
     config.setdefault("status_interval", 0.05)
     config.setdefault("watch_seconds", 5)
     config.setdefault("request_timeout", 5.0)
-    agent = NodeAgent(node, get_backend("replay", directory=replay), capture_dir, retry=None)
+    agent: NodeAgent | DryRunAgent
+    if dry_run:
+        agent = DryRunAgent(node)
+    else:
+        backend = backend or get_backend("replay", directory=replay)
+        agent = NodeAgent(node, backend, capture_dir, retry=None)
     kube = KubeNodeAgent(api_client, agent, KubeAgentConfig(node=node, **config))
     stop = threading.Event()
     result: list[bool] = []
@@ -115,3 +123,4 @@ def running_agent(
         stop.set()
         thread.join(15)
         assert not thread.is_alive(), "agent did not stop"
+    kube.final = result  # type: ignore[attr-defined]

@@ -182,6 +182,20 @@ def test_daemonset_is_found_the_way_the_cli_looks_for_it() -> None:
         assert cm["metadata"]["namespace"] == DEFAULT_AGENT_NAMESPACE
 
 
+def test_configmap_and_args_are_what_packetcapture_node_reads() -> None:
+    from packetcapture.cli import build_parser
+    from packetcapture.cli._node import ENVIRONMENT
+
+    known = {variable for variable, _, _ in ENVIRONMENT.values()}
+    cm = the("ConfigMap", "packetcapture-node")
+    assert set(cm["data"]) <= known
+    container = _pod_spec()["containers"][0]
+    assert {e["name"] for e in container["env"]} <= known
+    args = build_parser().parse_args(["node", *container["args"]])
+    port = container["livenessProbe"]["httpGet"]["port"]
+    assert args.health_port == port == container["readinessProbe"]["httpGet"]["port"]
+
+
 def test_dockerfile_installs_the_kubernetes_extra_and_runs_node() -> None:
     text = (DEPLOY / "Dockerfile").read_text()
     assert re.search(r"^FROM python:3\.\d+-slim", text, re.M)
@@ -202,16 +216,60 @@ def _grants(role: dict[str, Any]) -> set[tuple[str, str, str]]:
     }
 
 
-def test_agent_role_is_least_privilege() -> None:
+PC = "projectcalico.org"
+#: What each client method the kube modules call needs from RBAC. A custom-object call does
+#: not name its resource: the agent lists PacketCaptures and WorkloadEndpoints, reads and
+#: writes the status of PacketCaptures only.
+CALL_GRANTS: dict[str, set[tuple[str, str, str]]] = {
+    "list_cluster_custom_object": {
+        (PC, r, v) for r in ("packetcaptures", "workloadendpoints") for v in ("list", "watch")
+    },
+    "list_namespaced_custom_object": {(PC, "packetcaptures", "list")},
+    "get_namespaced_custom_object": {(PC, "packetcaptures", "get")},
+    "replace_namespaced_custom_object_status": {(PC, "packetcaptures/status", "update")},
+    "list_pod_for_all_namespaces": {("", "pods", "list"), ("", "pods", "watch")},
+    "list_namespace": {("", "namespaces", "list"), ("", "namespaces", "watch")},
+    "list_service_account_for_all_namespaces": {
+        ("", "serviceaccounts", "list"),
+        ("", "serviceaccounts", "watch"),
+    },
+    "create_namespaced_event": {("", "events", "create")},
+    "list_namespaced_pod": {("", "pods", "list")},
+    # WebSocket exec is a GET; the API server also checks create since Kubernetes 1.30+.
+    "connect_get_namespaced_pod_exec": {("", "pods/exec", "get"), ("", "pods/exec", "create")},
+}
+# A client call: a method of CoreV1Api/CustomObjectsApi on an object named like an API
+# (core, custom, api, core_api), not a same-named method of our own classes.
+_CALL = re.compile(r"\b(?:core|custom|api|core_api)\.([a-z_]+)\b")
+KUBE = Path(pc.__file__).parent / "kube"
+AGENT_MODULES = ["_agent.py", "_reflector.py", "_status.py", "_endpoints.py", "_client.py"]
+USER_MODULES = ["_files.py", "_exec.py", "_describe.py"]
+
+
+def _client_calls(modules: list[str]) -> set[str]:
+    api = {
+        m for cls in ("CoreV1Api", "CustomObjectsApi") for m in dir(getattr(kubernetes.client, cls))
+    }
+    found = set()
+    for module in modules:
+        path = KUBE / module
+        if path.exists():
+            found |= {m for m in _CALL.findall(path.read_text()) if m in api}
+    return found
+
+
+def _needed(
+    modules: list[str], overrides: dict[str, set[tuple[str, str, str]]] | None = None
+) -> set[tuple[str, str, str]]:
+    table = {**CALL_GRANTS, **(overrides or {})}
+    calls = _client_calls(modules)
+    assert calls <= set(table), f"RBAC for {sorted(calls - set(table))} unknown"
+    return set().union(*(table[c] for c in calls))
+
+
+def test_agent_role_grants_exactly_what_the_agent_calls() -> None:
     grants = _grants(the("ClusterRole", "packetcapture-node"))
-    read = {"get", "list", "watch"}
-    expected = (
-        {("projectcalico.org", "packetcaptures", v) for v in read}
-        | {("projectcalico.org", "packetcaptures/status", v) for v in ("get", "update", "patch")}
-        | {("", r, v) for r in ("pods", "namespaces", "serviceaccounts") for v in read}
-        | {("projectcalico.org", "workloadendpoints", v) for v in read}
-    )
-    assert grants == expected
+    assert grants == _needed(AGENT_MODULES)
     assert not any("*" in g for grant in grants for g in grant)
     binding = the("ClusterRoleBinding", "packetcapture-node")
     assert binding["roleRef"]["name"] == "packetcapture-node"
@@ -224,16 +282,17 @@ def test_agent_role_is_least_privilege() -> None:
     ]
 
 
-def test_user_roles_grant_exec_only_in_the_agent_namespace() -> None:
+def test_user_roles_grant_exactly_what_the_cli_calls() -> None:
     user = _grants(the("ClusterRole", "packetcapture-user"))
-    assert all(group == "projectcalico.org" for group, _, _ in user)
     exec_role = the("Role", "packetcapture-user-exec")
     assert exec_role["metadata"]["namespace"] == "packetcapture-system"
-    assert _grants(exec_role) == {
-        ("", "pods", "list"),
-        ("", "pods/exec", "create"),  # SPDY exec (POST)
-        ("", "pods/exec", "get"),  # WebSocket exec (GET), as the Python client does it
-    }
+    namespaced = _grants(exec_role)
+    # pods and exec only in the agents' namespace; captures anywhere
+    assert all(resource.startswith("pods") for _, resource, _ in namespaced)
+    assert not any(resource.startswith("pods") for _, resource, _ in user)
+    # `get -A` lists PacketCaptures cluster-wide (and nothing else)
+    cli = {"list_cluster_custom_object": {(PC, "packetcaptures", "list")}}
+    assert user | namespaced == _needed(USER_MODULES, cli)
 
 
 # --- the CRD ---------------------------------------------------------------------------------
@@ -309,9 +368,9 @@ def _structural_problems(node: dict[str, Any], path: str) -> list[str]:
         problems += _structural_problems(child, f"{path}.{key}")
     if "items" in node:
         problems += _structural_problems(node["items"], f"{path}[]")
-    if node.get("type") == "array" and "x-kubernetes-list-type" not in node:
-        if node["items"].get("type") == "object":
-            problems.append(f"{path}: list of objects without x-kubernetes-list-type")
+    listed = "x-kubernetes-list-type" in node
+    if node.get("type") == "array" and not listed and node["items"].get("type") == "object":
+        problems.append(f"{path}: list of objects without x-kubernetes-list-type")
     return problems
 
 

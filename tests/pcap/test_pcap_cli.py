@@ -102,6 +102,7 @@ def test_merge_nodes_and_interfaces(
             "ns",
             "--capture-dir",
             str(n1),
+            "--capture-dir",
             str(tmp_path / "n2"),
             "--node",
             "node-1",

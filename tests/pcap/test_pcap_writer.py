@@ -528,3 +528,19 @@ def test_writeback_drops_written_steps_from_the_page_cache(
     assert resident <= 4 * step  # the last steps at most; the rest was dropped
     d = tmp_path / "ns" / "cap"
     assert [p[1] for p in read_all(d / "web-0_cali1.pcap")] == [frame] * 160
+
+
+def test_damaged_leftover_is_kept_renamed_aside(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An old active file that cannot be repaired is moved aside, never deleted (issue 16)."""
+    directory = tmp_path / "ns" / "cap"
+    directory.mkdir(parents=True)
+    junk = b"this is not a capture file" * 10
+    (directory / "pod_cali1.pcap").write_bytes(junk)
+    with caplog.at_level("WARNING"), RotatingWriter(tmp_path, "ns", "cap", "pod", "cali1") as w:
+        w.write(1_700_000_000 * 10**9, b"\x00" * 60, 60, 1_700_000_000.0)
+    (aside,) = directory.glob("*.damaged")
+    assert aside.read_bytes() == junk
+    assert aside.name in caplog.text and "damaged" in caplog.text
+    assert w.file_names == ["pod_cali1.pcap"]  # listings and retention skip it

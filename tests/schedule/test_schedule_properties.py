@@ -24,6 +24,7 @@ from packetcapture.schedule import (
     StartCapture,
     StopCapture,
     Transition,
+    aggregate_state,
 )
 
 UTC = dt.UTC
@@ -165,6 +166,8 @@ def check_invariants(schedule: CaptureSchedule, result: ScheduleResult, ex: Exec
     if node is F:
         assert after or stopped or (statuses and not any(s.up for s in statuses))
     assert set(schedule.errors()) == {s.name for s in statuses if s.state is E}
+    if statuses:  # the node state kept up to date per change is the one computed afresh
+        assert node is aggregate_state(statuses)
     deadline = schedule.next_deadline()
     assert deadline is None or deadline > now
     assert result.next_deadline == deadline

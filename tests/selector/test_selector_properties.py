@@ -163,7 +163,8 @@ class RefError(Exception):
 
 
 def _desc(t: Token) -> str:
-    return f"{tk.CALICO_KIND[t.type]}({t.value if t.type != tk.END else ''})"
+    # Calico's Kind(Value), except that the end is said in words (Calico: TokEOF()).
+    return "end of selector" if t.type == tk.END else f"{tk.CALICO_KIND[t.type]}({t.value})"
 
 
 def ref_parse(text: str) -> Node:
@@ -172,7 +173,8 @@ def ref_parse(text: str) -> Node:
         return AllNode()
     node, rest = _or(toks)
     if len(rest) != 1:
-        raise RefError("unexpected content at end of selector [" + " ".join(map(_desc, rest)) + "]")
+        words = " ".join(_desc(t) for t in rest if t.type != tk.END)
+        raise RefError(f"unexpected content at end of selector [{words}]")
     return node
 
 
@@ -249,6 +251,8 @@ def _op(toks: list[Token]) -> tuple[Node, list[Token]]:
             raise RefError("expected )")
         toks = toks[1:]
     else:
+        if t.type == tk.END:
+            raise RefError("unexpected end of selector")
         raise RefError(f"unexpected token: {_desc(t)}")
     return (NotNode(node) if negated else node), toks
 
