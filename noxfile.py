@@ -33,7 +33,7 @@ def docs(session: nox.Session) -> None:
     """Check that generated files are current (state diagram, selector tables); run examples."""
     session.install("-e", ".[test]")
     session.run("python", "scripts/render_state_diagram.py", "--check")
-    session.run("python", "scripts/generate_selector_tables.py", "--check")
+    session.run("python", "-m", "packetcapture.selector._generate", "--check")
     session.run("pytest", "tests/test_docs.py", "tests/schedule/test_schedule_docs.py")
 
 

@@ -744,6 +744,10 @@ def one_round(rate: int | str, cap: Capture, senders: Senders, seconds: float, r
     row.busy.append(busy_percent(cpu0, cpu1))
 
 
+#: Issue 12: half of the ~1 us of CPU per packet `run --live` took before it.
+CLI_CPU_GOAL_US = 0.5
+
+
 def print_table(rows: list[Row], repeat: int) -> None:
     med = statistics.median
     print(
@@ -763,6 +767,22 @@ def print_table(rows: list[Row], repeat: int) -> None:
         )
     if repeat > 1:
         print(f"(medians of {repeat} repeats; lost, drops: the worst repeat)")
+    # Issue 12's goal: halve run --live's CPU per captured packet (~1 us, start-up included,
+    # before it), beside tcpdump's in the same rows.
+    for r in rows:
+        if r.tool == "cli":
+            cpu = med([c / max(n, 1) * 1e6 for c, n in zip(r.cap_cpu, r.in_file, strict=True)])
+            theirs = [
+                med([c / max(n, 1) * 1e6 for c, n in zip(t.cap_cpu, t.in_file, strict=True)])
+                for t in rows
+                if t.tool == "tcpdump" and t.rate == r.rate
+            ]
+            peer = f", tcpdump {theirs[0]:.2f} us ({cpu / theirs[0]:.1f}x)" if theirs else ""
+            verdict = "met" if cpu <= CLI_CPU_GOAL_US else "NOT met"
+            print(
+                f"{label(r.rate)}: run --live {cpu:.2f} us/packet, goal <= {CLI_CPU_GOAL_US} "
+                f"({verdict}){peer}"
+            )
 
 
 def summarize(rows: list[Row], tools: list[str]) -> None:

@@ -84,34 +84,37 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    if not args.json:
+        print(
+            f"{'endpoints':>9}  {'load_all s':>10}  {'µs/endpoint':>11}  {'collector on s':>14}  "
+            f"{'PyYAML C s':>10}  {'peak RSS MB':>11}",
+            flush=True,
+        )
     for n in (int(s) for s in args.sizes.split(",")):
         text = endpoints(n)
         ours = _median(lambda: serde.load_all(text), args.repeat)  # noqa: B023
         with _collector_running():
             before = _median(lambda: serde.load_all(text), 1)  # noqa: B023
         peer = _median(lambda: yaml.load(text, Loader=loader), args.repeat)  # noqa: B023
-        rows.append(
-            {
-                "endpoints": n,
-                "load_all_s": round(ours, 2),
-                "us_per_endpoint": round(ours / n * 1e6, 1),
-                "collector_on_s": round(before, 2),
-                "pyyaml_csafeloader_s": round(peer, 2),
-                "peak_rss_mb": round(_peak_rss_mb(n), 0),
-            }
-        )
+        r = {
+            "endpoints": n,
+            "load_all_s": round(ours, 2),
+            "us_per_endpoint": round(ours / n * 1e6, 1),
+            "collector_on_s": round(before, 2),
+            "pyyaml_csafeloader_s": round(peer, 2),
+            "peak_rss_mb": round(_peak_rss_mb(n), 0),
+        }
+        rows.append(r)
+        if not args.json:
+            print(
+                f"{r['endpoints']:>9}  {r['load_all_s']:>10}  {r['us_per_endpoint']:>11}  "
+                f"{r['collector_on_s']:>14}  {r['pyyaml_csafeloader_s']:>10}  "
+                f"{r['peak_rss_mb']:>11}",
+                flush=True,
+            )
     if args.json:
         print(json.dumps(rows, indent=2))
         return
-    print(
-        f"{'endpoints':>9}  {'load_all s':>10}  {'µs/endpoint':>11}  {'collector on s':>14}  "
-        f"{'PyYAML C s':>10}  {'peak RSS MB':>11}"
-    )
-    for r in rows:
-        print(
-            f"{r['endpoints']:>9}  {r['load_all_s']:>10}  {r['us_per_endpoint']:>11}  "
-            f"{r['collector_on_s']:>14}  {r['pyyaml_csafeloader_s']:>10}  {r['peak_rss_mb']:>11}"
-        )
     print("goal: µs/endpoint flat (linear) and 80k endpoints loaded")
 
 

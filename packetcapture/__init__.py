@@ -73,6 +73,7 @@ if TYPE_CHECKING:
     )
     from packetcapture.selector import Selector, SelectorIndex
     from packetcapture.serde import dumps, from_dict, load_all, loads, make_converter, to_dict
+    from packetcapture.summary import CaptureSummary, Summarizer, format_summary, summarize
     from packetcapture.validation import validate
 
 # Where each public name is defined.
@@ -104,6 +105,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     ),
     "packetcapture.model": (
         "CaptureState",
+        "CaptureSummary",
         "ObjectMeta",
         "PacketCapture",
         "PacketCaptureFile",
@@ -131,8 +133,10 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "ScheduleResult",
         "StartCapture",
         "StopCapture",
+        "Summarizer",
     ),
     "packetcapture.selector": ("Selector", "SelectorIndex"),
+    "packetcapture.summary": ("CaptureSummary", "Summarizer", "format_summary", "summarize"),
     "packetcapture.serde": ("dumps", "from_dict", "load_all", "loads", "make_converter", "to_dict"),
     "packetcapture.validation": ("validate",),
 }
@@ -150,6 +154,7 @@ _SUBMODULES = frozenset(
         "schedule",
         "selector",
         "serde",
+        "summary",
         "validation",
     }
 )
@@ -164,6 +169,7 @@ __all__ = [
     "CaptureSchedule",
     "CaptureSettings",
     "CaptureState",
+    "CaptureSummary",
     "Clock",
     "FilterCompileError",
     "InvalidTimeError",
@@ -193,6 +199,7 @@ __all__ = [
     "SourceStats",
     "StartCapture",
     "StopCapture",
+    "Summarizer",
     "SystemClock",
     "ValidationError",
     "WorkloadEndpoint",
@@ -201,6 +208,7 @@ __all__ = [
     "available_backends",
     "compile_filters",
     "dumps",
+    "format_summary",
     "from_dict",
     "get_backend",
     "list_capture_files",
@@ -212,6 +220,7 @@ __all__ = [
     "pcap_expression",
     "register_backend",
     "remove_capture_files",
+    "summarize",
     "to_dict",
     "validate",
 ]

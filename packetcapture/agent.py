@@ -665,8 +665,9 @@ class NodeAgent:
             with contextlib.suppress(KeyError, ValueError, BackendError):
                 self._selector.unregister(source.fileno())
             if not source.closed:
-                try:
+                with contextlib.suppress(BackendError):  # the drain still ends (time bound)
                     source.stop_receiving()
+                try:
                     self._pump_source(run, session, source, final=True)
                 except PcapError as exc:
                     failure = _reason(exc, session.interface)

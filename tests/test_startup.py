@@ -71,6 +71,7 @@ def test_import_cli_loads_no_heavy_module() -> None:
         ["validate", "--help"],
         ["compile", "--help"],
         ["merge", "--help"],
+        ["summary", "--help"],
         ["validate"],  # a usage error
         ["frob"],
     ],

@@ -187,7 +187,10 @@ class ReplaySource(PacketSource):
         self._next_reader = 0
         self._reader: PcapReader | None = None  # the file being played
         self._it: Iterator[Packet] | None = None  # paced mode iterates over it
-        self._verdict: Callable[[bytes], int] = program.executor()
+        # The raw lane needs only the scanner; the per-packet executor is generated (a
+        # compile() of the whole program) when a packet lane first asks for it.
+        self._program = program
+        self._verdict: Callable[[bytes], int] = self._first_verdict
         self._scanner = program.pcap_scanner()  # the raw lane's fused filter loop
         self._received = self._filtered = 0
         self._error: ReplayFileError | None = None
@@ -250,6 +253,11 @@ class ReplaySource(PacketSource):
         if self._error is not None and not packets:
             raise self._error
         return packets
+
+    def _first_verdict(self, frame: bytes) -> int:
+        """Generate the executor on first use and put it in ``_verdict`` for later calls."""
+        self._verdict = verdict = self._program.executor()
+        return verdict(frame)
 
     def _read_fast(self, max_packets: int) -> list[Packet]:
         out: list[Packet] = []
@@ -321,7 +329,7 @@ class ReplaySource(PacketSource):
     ) -> tuple[list[bytes], int, int]:
         """Run ``_read_fast``'s loop on raw batches: return ``(parts, count, records left)``."""
         parts: list[bytes] = []
-        verdict = self._verdict
+        verdict = self._verdict  # not called when the scanner runs the filter
         count = 0
         budget = max_packets  # records read per call, kept or not, as in _read_fast
         while budget > 0:
@@ -425,7 +433,8 @@ class ReplaySource(PacketSource):
         return self._wakeup.fileno()
 
     def _set_program(self, program: BpfProgram) -> None:
-        self._verdict = program.executor()
+        self._program = program
+        self._verdict = self._first_verdict
         self._scanner = program.pcap_scanner()
 
     def _stats(self) -> SourceStats:

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-import attrs
-
+from packetcapture._frozen import Frozen, set_field
 from packetcapture.bpf import _insn as op
 from packetcapture.bpf._insn import Instruction, JumpTest, TypedInstruction
 from packetcapture.errors import FilterCompileError
@@ -20,28 +19,43 @@ from packetcapture.errors import FilterCompileError
 __all__ = ["GoTo", "JumpTo", "Label", "assemble", "validate"]
 
 
-@attrs.frozen
-class Label:
+class Label(Frozen):
     """Marks the position of the next instruction as ``name``."""
 
+    __slots__ = ("name",)
+    __match_args__ = ("name",)
     name: str
 
+    def __init__(self, name: str) -> None:
+        set_field(self, "name", name)
 
-@attrs.frozen
-class JumpTo:
+
+class JumpTo(Frozen):
     """``if A test value goto if_true else goto if_false`` with symbolic targets."""
 
+    __slots__ = ("cond", "if_false", "if_true", "value")
+    __match_args__ = ("cond", "value", "if_true", "if_false")
     cond: JumpTest
     value: int
     if_true: str
     if_false: str
 
+    def __init__(self, cond: JumpTest, value: int, if_true: str, if_false: str) -> None:
+        set_field(self, "cond", cond)
+        set_field(self, "value", value)
+        set_field(self, "if_true", if_true)
+        set_field(self, "if_false", if_false)
 
-@attrs.frozen
-class GoTo:
+
+class GoTo(Frozen):
     """Unconditional jump to a label (``ja``)."""
 
+    __slots__ = ("target",)
+    __match_args__ = ("target",)
     target: str
+
+    def __init__(self, target: str) -> None:
+        set_field(self, "target", target)
 
 
 AsmItem = TypedInstruction | Label | JumpTo | GoTo

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 
-import attrs
+from packetcapture._frozen import Frozen, set_field
 
 __all__ = [
     "ALU",
@@ -69,32 +69,37 @@ _SIZE_BITS = {4: W, 2: H, 1: B}
 _BITS_SIZE = {v: s for s, v in _SIZE_BITS.items()}
 
 
-def _u8(_: object, attribute: attrs.Attribute[int], value: int) -> None:
-    if not 0 <= value <= 0xFF:
-        raise ValueError(f"{attribute.name} must fit in 8 bits, got {value}")
+def _check(name: str, value: int, bits: int) -> None:
+    if not 0 <= value < 1 << bits:
+        raise ValueError(f"{name} must fit in {bits} bits, got {value}")
 
 
-def _u16(_: object, attribute: attrs.Attribute[int], value: int) -> None:
-    if not 0 <= value <= 0xFFFF:
-        raise ValueError(f"{attribute.name} must fit in 16 bits, got {value}")
+# The classes below are frozen value classes (see packetcapture._frozen): equal and hashed by
+# their fields, immutable, positional and keyword construction as their signatures say.
 
 
-def _u32(_: object, attribute: attrs.Attribute[int], value: int) -> None:
-    if not 0 <= value <= 0xFFFFFFFF:
-        raise ValueError(f"{attribute.name} must fit in 32 bits, got {value}")
-
-
-@attrs.frozen
-class Instruction:
+class Instruction(Frozen):
     """One raw classic BPF instruction, exactly ``struct sock_filter``.
 
     ``jt``/``jf`` are forward skips counted from the next instruction; ``k`` is unsigned.
     """
 
-    code: int = attrs.field(validator=_u16)
-    jt: int = attrs.field(default=0, validator=_u8)
-    jf: int = attrs.field(default=0, validator=_u8)
-    k: int = attrs.field(default=0, validator=_u32)
+    __slots__ = ("code", "jf", "jt", "k")
+    __match_args__ = ("code", "jt", "jf", "k")
+    code: int
+    jt: int
+    jf: int
+    k: int
+
+    def __init__(self, code: int, jt: int = 0, jf: int = 0, k: int = 0) -> None:
+        _check("code", code, 16)
+        _check("jt", jt, 8)
+        _check("jf", jf, 8)
+        _check("k", k, 32)
+        set_field(self, "code", code)
+        set_field(self, "jt", jt)
+        set_field(self, "jf", jf)
+        set_field(self, "k", k)
 
     def as_tuple(self) -> tuple[int, int, int, int]:
         """Return ``(code, jt, jf, k)``."""
@@ -138,190 +143,257 @@ def _size(size: int) -> int:
     return _SIZE_BITS[size]
 
 
-@attrs.frozen
-class LoadAbsolute:
+class LoadAbsolute(Frozen):
     """``A = packet[off : off + size]`` (big endian); out of bounds rejects the packet."""
 
+    __slots__ = ("off", "size")
+    __match_args__ = ("off", "size")
     off: int
-    size: int = 4
+    size: int
+
+    def __init__(self, off: int, size: int = 4) -> None:
+        set_field(self, "off", off)
+        set_field(self, "size", size)
 
     def assemble(self) -> Instruction:
         """Return the raw instruction."""
         return Instruction(LD | _size(self.size) | ABS, 0, 0, self.off)
 
 
-@attrs.frozen
-class LoadIndirect:
+class LoadIndirect(Frozen):
     """``A = packet[X + off : X + off + size]``."""
 
+    __slots__ = ("off", "size")
+    __match_args__ = ("off", "size")
     off: int
-    size: int = 4
+    size: int
+
+    def __init__(self, off: int, size: int = 4) -> None:
+        set_field(self, "off", off)
+        set_field(self, "size", size)
 
     def assemble(self) -> Instruction:
         """Return the raw instruction."""
         return Instruction(LD | _size(self.size) | IND, 0, 0, self.off)
 
 
-@attrs.frozen
-class LoadExtension:
+class LoadExtension(Frozen):
     """``A = len`` (the wire length of the packet), or ``X = len`` with ``dst=X``."""
 
-    dst: Register = Register.A
+    __slots__ = ("dst",)
+    __match_args__ = ("dst",)
+    dst: Register
+
+    def __init__(self, dst: Register = Register.A) -> None:
+        set_field(self, "dst", dst)
 
     def assemble(self) -> Instruction:
         """Return the raw instruction."""
         return Instruction((LD if self.dst is Register.A else LDX) | W | LEN)
 
 
-@attrs.frozen
-class LoadConstant:
+class LoadConstant(Frozen):
     """``dst = value``."""
 
+    __slots__ = ("dst", "value")
+    __match_args__ = ("value", "dst")
     value: int
-    dst: Register = Register.A
+    dst: Register
+
+    def __init__(self, value: int, dst: Register = Register.A) -> None:
+        set_field(self, "value", value)
+        set_field(self, "dst", dst)
 
     def assemble(self) -> Instruction:
         """Return the raw instruction."""
         return Instruction((LD if self.dst is Register.A else LDX) | IMM, 0, 0, self.value)
 
 
-@attrs.frozen
-class LoadScratch:
+class LoadScratch(Frozen):
     """``dst = M[n]``."""
 
+    __slots__ = ("dst", "n")
+    __match_args__ = ("n", "dst")
     n: int
-    dst: Register = Register.A
+    dst: Register
+
+    def __init__(self, n: int, dst: Register = Register.A) -> None:
+        set_field(self, "n", n)
+        set_field(self, "dst", dst)
 
     def assemble(self) -> Instruction:
         """Return the raw instruction."""
         return Instruction((LD if self.dst is Register.A else LDX) | MEM, 0, 0, self.n)
 
 
-@attrs.frozen
-class StoreScratch:
+class StoreScratch(Frozen):
     """``M[n] = src``."""
 
+    __slots__ = ("n", "src")
+    __match_args__ = ("n", "src")
     n: int
-    src: Register = Register.A
+    src: Register
+
+    def __init__(self, n: int, src: Register = Register.A) -> None:
+        set_field(self, "n", n)
+        set_field(self, "src", src)
 
     def assemble(self) -> Instruction:
         """Return the raw instruction."""
         return Instruction(ST if self.src is Register.A else STX, 0, 0, self.n)
 
 
-@attrs.frozen
-class LoadMemShift:
+class LoadMemShift(Frozen):
     """``X = 4 * (packet[off] & 0xf)``: the IPv4 header length idiom."""
 
+    __slots__ = ("off",)
+    __match_args__ = ("off",)
     off: int
+
+    def __init__(self, off: int) -> None:
+        set_field(self, "off", off)
 
     def assemble(self) -> Instruction:
         """Return the raw instruction."""
         return Instruction(LDX | B | MSH, 0, 0, self.off)
 
 
-@attrs.frozen
-class ALUOpConstant:
+class ALUOpConstant(Frozen):
     """``A = A op value``."""
 
+    __slots__ = ("op", "value")
+    __match_args__ = ("op", "value")
     op: ALUOp
     value: int
+
+    def __init__(self, op: ALUOp, value: int) -> None:
+        set_field(self, "op", op)
+        set_field(self, "value", value)
 
     def assemble(self) -> Instruction:
         """Return the raw instruction."""
         return Instruction(ALU | self.op | K, 0, 0, self.value)
 
 
-@attrs.frozen
-class ALUOpX:
+class ALUOpX(Frozen):
     """``A = A op X``."""
 
+    __slots__ = ("op",)
+    __match_args__ = ("op",)
     op: ALUOp
+
+    def __init__(self, op: ALUOp) -> None:
+        set_field(self, "op", op)
 
     def assemble(self) -> Instruction:
         """Return the raw instruction."""
         return Instruction(ALU | self.op | X)
 
 
-@attrs.frozen
-class Negate:
+class Negate(Frozen):
     """``A = -A``."""
+
+    __slots__ = ()
 
     def assemble(self) -> Instruction:
         """Return the raw instruction."""
         return Instruction(ALU | 0x80)
 
 
-@attrs.frozen
-class Jump:
+class Jump(Frozen):
     """Unconditionally skip ``skip`` instructions."""
 
+    __slots__ = ("skip",)
+    __match_args__ = ("skip",)
     skip: int
+
+    def __init__(self, skip: int) -> None:
+        set_field(self, "skip", skip)
 
     def assemble(self) -> Instruction:
         """Return the raw instruction."""
         return Instruction(JMP | JA, 0, 0, self.skip)
 
 
-@attrs.frozen
-class JumpIf:
+class JumpIf(Frozen):
     """If ``A test value`` skip ``skip_true`` instructions, else ``skip_false``."""
 
+    __slots__ = ("cond", "skip_false", "skip_true", "value")
+    __match_args__ = ("cond", "value", "skip_true", "skip_false")
     cond: JumpTest
     value: int
-    skip_true: int = 0
-    skip_false: int = 0
+    skip_true: int
+    skip_false: int
+
+    def __init__(self, cond: JumpTest, value: int, skip_true: int = 0, skip_false: int = 0) -> None:
+        set_field(self, "cond", cond)
+        set_field(self, "value", value)
+        set_field(self, "skip_true", skip_true)
+        set_field(self, "skip_false", skip_false)
 
     def assemble(self) -> Instruction:
         """Return the raw instruction."""
         return Instruction(JMP | self.cond | K, self.skip_true, self.skip_false, self.value)
 
 
-@attrs.frozen
-class JumpIfX:
+class JumpIfX(Frozen):
     """If ``A test X`` skip ``skip_true`` instructions, else ``skip_false``."""
 
+    __slots__ = ("cond", "skip_false", "skip_true")
+    __match_args__ = ("cond", "skip_true", "skip_false")
     cond: JumpTest
-    skip_true: int = 0
-    skip_false: int = 0
+    skip_true: int
+    skip_false: int
+
+    def __init__(self, cond: JumpTest, skip_true: int = 0, skip_false: int = 0) -> None:
+        set_field(self, "cond", cond)
+        set_field(self, "skip_true", skip_true)
+        set_field(self, "skip_false", skip_false)
 
     def assemble(self) -> Instruction:
         """Return the raw instruction."""
         return Instruction(JMP | self.cond | X, self.skip_true, self.skip_false, 0)
 
 
-@attrs.frozen
-class TAX:
+class TAX(Frozen):
     """``X = A``."""
+
+    __slots__ = ()
 
     def assemble(self) -> Instruction:
         """Return the raw instruction."""
         return Instruction(MISC | MISC_TAX)
 
 
-@attrs.frozen
-class TXA:
+class TXA(Frozen):
     """``A = X``."""
+
+    __slots__ = ()
 
     def assemble(self) -> Instruction:
         """Return the raw instruction."""
         return Instruction(MISC | MISC_TXA)
 
 
-@attrs.frozen
-class RetA:
+class RetA(Frozen):
     """Return the accumulator (bytes to keep; 0 drops the packet)."""
+
+    __slots__ = ()
 
     def assemble(self) -> Instruction:
         """Return the raw instruction."""
         return Instruction(RET | RA)
 
 
-@attrs.frozen
-class RetConstant:
+class RetConstant(Frozen):
     """Return ``value`` (bytes to keep; 0 drops the packet)."""
 
+    __slots__ = ("value",)
+    __match_args__ = ("value",)
     value: int
+
+    def __init__(self, value: int) -> None:
+        set_field(self, "value", value)
 
     def assemble(self) -> Instruction:
         """Return the raw instruction."""

@@ -25,7 +25,7 @@ class CliLogFormatter(logging.Formatter):
         if record.levelno >= logging.WARNING:
             kind = "warning" if record.levelno < logging.ERROR else "error"
             return f"packetcapture: {kind}: {one_line(record.getMessage())}"
-        return super().format(record)
+        return one_line(super().format(record))
 
 
 def setup_logging(verbose: int) -> None:

@@ -179,6 +179,8 @@ def _read_file(
                 pending.append((rec.timestamp_ns, rec.data, rec.wire_len))
         finally:
             add(pending, linktype, ep)  # the good packets before a damaged one count
+            if reader.drops is not None:
+                summarizer.add_drops(reader.drops)
     return dropped
 
 

@@ -53,6 +53,7 @@ BT_SHB = 0x0A0D0D0A
 BT_IDB = 0x00000001
 BT_PB = 0x00000002  # obsolete Packet Block, still read
 BT_SPB = 0x00000003
+BT_ISB = 0x00000005  # Interface Statistics Block: drop counts are read from it
 BT_EPB = 0x00000006
 BYTE_ORDER_MAGIC = 0x1A2B3C4D
 PCAPNG_MAGIC_BYTES = b"\x0a\x0d\x0d\x0a"

@@ -198,7 +198,13 @@ def copy_capture_files(
     copied: list[str] = []
     try:
         for fname in sorted(_regular_pcaps(fd)):
-            with open_regular_file(fd, fname, str(target / fname)) as src:
+            try:
+                src = open_regular_file(fd, fname, str(target / fname))
+            except PcapError as exc:
+                if isinstance(exc.__cause__, FileNotFoundError):
+                    continue  # deleted since the listing (retention of a running capture)
+                raise
+            with src:
                 st = os.fstat(src.fileno())
                 out_fd, tmp = tempfile.mkstemp(prefix=".pcap-copy-", dir=dest_dir)
                 try:

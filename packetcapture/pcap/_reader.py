@@ -19,6 +19,7 @@ from packetcapture.errors import PcapError
 from packetcapture.pcap._format import (
     BT_EPB,
     BT_IDB,
+    BT_ISB,
     BT_PB,
     BT_SHB,
     BT_SPB,
@@ -151,6 +152,12 @@ class PcapReader:
         self._eof = False
         #: Interfaces seen so far (pcapng grows this while reading).
         self.interfaces: list[InterfaceInfo] = []
+        #: pcapng: packets the capture dropped, the sum of the last Interface Statistics
+        #: Block's ``isb_ifdrop`` of each interface of each section read so far; None when
+        #: no block said (classic pcap never says).
+        self.drops: int | None = None
+        self._isb_drops: dict[tuple[int, int], int] = {}  # (section, interface) -> drops
+        self._section = 0
         #: ``"pcap"`` or ``"pcapng"``.
         self.format: str
         #: True when classic pcap timestamps are nanoseconds.
@@ -742,8 +749,29 @@ class PcapReader:
             major = struct.unpack_from(order + "H", buf, pos + 12)[0]
             if major != 1:
                 raise self._error(f"unsupported pcapng version {major}", pos)
+            self._section += 1
+        elif btype == BT_ISB and blen >= 24:
+            self._read_isb(order, pos, blen)
         self._pos = pos + blen
         return rec
+
+    def _read_isb(self, order: str, pos: int, blen: int) -> None:
+        """Take ``isb_ifdrop`` (option 5) from an Interface Statistics Block.
+
+        The counters are totals since the capture started: the last block of an interface
+        is the one that counts. A malformed option list is ignored, not an error.
+        """
+        (iface,) = struct.unpack_from(order + "I", self._buf, pos + 8)
+        opt, end = pos + 20, pos + blen - 4
+        while opt + 4 <= end:
+            code, length = struct.unpack_from(order + "HH", self._buf, opt)
+            if code == 0 or opt + 4 + length > end:
+                break
+            if code == 5 and length == 8:
+                (dropped,) = struct.unpack_from(order + "Q", self._buf, opt + 4)
+                self._isb_drops[self._section, iface] = dropped
+                self.drops = sum(self._isb_drops.values())
+            opt += 4 + length + (-length % 4)
 
     # -- lifetime ---------------------------------------------------------------------
 

@@ -381,8 +381,13 @@ class RotatingWriter:
         try:
             if self._dir_fd is not None:
                 names = os.listdir(self._dir_fd)
-            else:
-                names = os.listdir(self.directory)
+            else:  # closed: reopened through descriptors, never following a symlink
+                d = self.directory
+                fd = open_capture_dir(d.parent.parent, d.parent.name, d.name)
+                try:
+                    names = os.listdir(fd)
+                finally:
+                    os.close(fd)
         except FileNotFoundError:
             return []
         except OSError as exc:

@@ -8,7 +8,9 @@ parse time, so ``NotNode(NotNode(x))`` only arises from ``!(!x)``, exactly as in
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, ClassVar
+
+from packetcapture._frozen import Frozen as _Frozen
+from packetcapture._frozen import set_field as _set
 
 __all__ = [
     "AllNode",
@@ -41,46 +43,6 @@ def _quote(value: str) -> str:
 def _to_set(values: Iterable[str]) -> tuple[str, ...]:
     # Sorted by code point, which is UTF-8 byte order, as Go sorts; de-duplicated.
     return tuple(sorted(set(values)))
-
-
-_set = object.__setattr__
-
-
-class _Frozen:
-    """Immutable, slotted value objects compared and hashed by type and fields.
-
-    What ``attrs.frozen`` would give, written out: importing attrs and building these classes
-    with it was most of the time ``import packetcapture.selector`` took.
-    """
-
-    __slots__ = ()
-    #: The fields, in order (positional pattern matching uses them too).
-    __match_args__: ClassVar[tuple[str, ...]] = ()
-
-    def _fields(self) -> tuple[Any, ...]:
-        return tuple([getattr(self, name) for name in self.__match_args__])
-
-    def __eq__(self, other: object) -> bool:
-        if type(other) is not type(self):
-            return NotImplemented
-        assert isinstance(other, _Frozen)
-        return self._fields() == other._fields()
-
-    def __hash__(self) -> int:
-        return hash((type(self), self._fields()))
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__match_args__)
-        return f"{type(self).__name__}({fields})"
-
-    def __reduce__(self) -> tuple[type, tuple[Any, ...]]:
-        return type(self), self._fields()
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"{type(self).__name__} is immutable")
-
-    def __delattr__(self, name: str) -> None:
-        raise AttributeError(f"{type(self).__name__} is immutable")
 
 
 class AllNode(_Frozen):

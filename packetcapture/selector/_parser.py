@@ -1,6 +1,6 @@
 """The LALR parser: Calico tokens -> LALR tables (from ``selector.lark``) -> frozen AST.
 
-lark analyses ``selector.lark`` at build time (``scripts/generate_selector_tables.py``
+lark analyses ``selector.lark`` at build time (``python -m packetcapture.selector._generate``
 writes ``_tables.py``; a test checks it is current); here a small LALR loop drives those
 tables, calling the rule callbacks below as it reduces, so no parse tree is built and neither
 lark nor the grammar analysis is paid for at start-up. Grammar errors are translated into the

@@ -1,6 +1,6 @@
 """LALR tables for Calico selectors, generated from selector.lark: do not edit.
 
-Regenerate with ``python scripts/generate_selector_tables.py`` (a test checks that
+Regenerate with ``python -m packetcapture.selector._generate`` (a test checks that
 this file is current). ``STATES[n]`` maps a terminal or rule name to the next state
 (a shift, or a goto after a reduce) or to ``~r`` (reduce by ``RULES[r]``). A rule is
 ``(name, length, callback, expand1, children)``: ``callback`` names the transformer

@@ -36,6 +36,12 @@ _IP4 = struct.Struct("!BxHHHxB2x4s4s").unpack_from  # vihl, len, id, frag, proto
 _IP6 = struct.Struct("!4xHB1x16s16s").unpack_from  # payload len, next header, src, dst
 _TCP = struct.Struct("!HHIIBBH").unpack_from  # ports, seq, ack, offset, flags, window
 _PORTS = struct.Struct("!HH").unpack_from
+_PACK_PORTS = struct.Struct("!HH").pack
+# Untagged Ethernet, a 20-byte IPv4 header / a 40-byte IPv6 header, then TCP (or UDP: the
+# ports are right, the rest is ignored) in one unpack: the hot path.
+# The addresses are left in the packet until a flow is new (their bytes are the flow key).
+_ETH_IP4_L4 = struct.Struct("!12xHBxHxxHxB10xHHIIBBH").unpack_from
+_ETH_IP6_L4 = struct.Struct("!12xH4xHB33xHHIIBBH").unpack_from
 # The ports count only with the whole header captured (as tshark's conversations do).
 _UDP = struct.Struct("!HH4x").unpack_from
 _SCTP = struct.Struct("!HH8x").unpack_from
@@ -145,40 +151,44 @@ def _proto_name(proto: int) -> str:
     return _PROTO_NAMES.get(proto) or str(proto)
 
 
+class _Dir:
+    """TCP analysis state of one direction of a connection (Wireshark's names)."""
+
+    __slots__ = ("dupacknum", "lastack", "lastack_ts", "nextseq", "nextseq_ts", "win")
+
+    def __init__(self) -> None:
+        self.nextseq: int | None = None  # the sequence number expected next
+        self.nextseq_ts = 0  # when it last advanced
+        self.lastack: int | None = None
+        self.lastack_ts = 0
+        self.win: int | None = None
+        self.dupacknum = 0  # duplicate ACKs in a row
+
+
 class _Tcp:
-    """Per-connection TCP analysis state; index 0/1 is the direction a->b / b->a."""
+    """Per-connection TCP analysis state (the directions' state is in :class:`_Dir`)."""
 
     __slots__ = (
-        "dupacknum",
         "dupacks",
         "hs_ack",
-        "lastack",
-        "lastack_ts",
         "mid_resets",
-        "nextseq",
-        "nextseq_ts",
         "refused",
         "resets",
         "retrans",
         "syn",
         "syn_dir",
         "synack",
-        "win",
+        "watch",
         "zerowin",
     )
 
     def __init__(self) -> None:
-        self.nextseq: list[int | None] = [None, None]
-        self.nextseq_ts = [0, 0]
-        self.lastack: list[int | None] = [None, None]
-        self.lastack_ts = [0, 0]
-        self.win: list[int | None] = [None, None]
-        self.dupacknum = [0, 0]
         self.retrans = self.dupacks = self.zerowin = self.resets = self.mid_resets = 0
         self.syn: int | None = None  # time of the first SYN
         self.syn_dir = 0
         self.synack: int | None = None
         self.hs_ack: int | None = None  # the ACK completing the handshake
+        self.watch = False  # waiting for that ACK: the hot path leaves segments to segment()
         self.refused = False
 
     def rtt(self) -> int | None:
@@ -196,10 +206,22 @@ class _Tcp:
         return "complete" if self.hs_ack is not None else "incomplete"
 
     def segment(  # noqa: PLR0917 - one pass over Wireshark's checks, in its order
-        self, d: int, ts: int, seq: int, ack: int, flags: int, win: int, seglen: int
+        self,
+        d: int,
+        fw: _Dir,
+        rv: _Dir,
+        ts: int,
+        seq: int,
+        ack: int,
+        flags: int,
+        win: int,
+        seglen: int,
     ) -> None:
-        """Account one segment sent in direction ``d``."""
-        r = 1 - d
+        """Account one segment sent in direction ``d`` (``fw`` its state, ``rv`` the other's).
+
+        The hot loop in :meth:`Summarizer.add_batch` handles the common in-order segment
+        itself, exactly as this would.
+        """
         syn_fin = flags & (_SYN | _FIN)
         if flags & _SYN:
             if not flags & _ACK:
@@ -207,8 +229,10 @@ class _Tcp:
                     self.syn, self.syn_dir = ts, d
             elif self.synack is None and self.syn is not None and d != self.syn_dir:
                 self.synack = ts
-        elif flags & _ACK and self.synack is not None and self.hs_ack is None and d == self.syn_dir:
+                self.watch = True
+        elif flags & _ACK and self.watch and d == self.syn_dir:
             self.hs_ack = ts
+            self.watch = False
         if flags & _RST:
             self.resets += 1
             if self.syn is not None and self.synack is None and d != self.syn_dir:
@@ -217,44 +241,38 @@ class _Tcp:
                 self.mid_resets += 1
         if win == 0 and not flags & (_RST | _FIN | _SYN):
             self.zerowin += 1
-        nxt = self.nextseq[d]
+        nxt = fw.nextseq
         if nxt is not None:
             if seglen <= 1 and not flags & (_SYN | _FIN | _RST) and (nxt - 1) & _M == seq:
                 pass  # a keep-alive
             elif (seglen or syn_fin) and seq != nxt and (nxt - seq) & _M < _HALF:
                 # Sequence number not advanced: fast retransmission, out of order, or
                 # retransmission, as Wireshark tells them apart.
-                since = ts - self.nextseq_ts[d]
-                rtt = self.rtt()
-                if (
-                    self.dupacknum[r] >= 2
-                    and self.lastack[r] == seq
-                    and ts - self.lastack_ts[r] < _FAST_NS
-                ):
+                if rv.dupacknum >= 2 and rv.lastack == seq and ts - rv.lastack_ts < _FAST_NS:
                     self.retrans += 1
-                elif since < (rtt or _OOO_NS) and (seq + seglen) & _M != nxt:
+                elif ts - fw.nextseq_ts < (self.rtt() or _OOO_NS) and (seq + seglen) & _M != nxt:
                     pass  # out of order
                 else:
                     self.retrans += 1
             elif (
                 seglen == 0
                 and win
-                and win == self.win[d]
+                and win == fw.win
                 and seq == nxt
-                and ack == self.lastack[d]
+                and ack == fw.lastack
                 and not flags & (_SYN | _FIN | _RST)
             ):
                 self.dupacks += 1
-                self.dupacknum[d] += 1
+                fw.dupacknum += 1
         end = (seq + seglen + (1 if syn_fin else 0)) & _M
         if nxt is None or (end != nxt and (end - nxt) & _M < _HALF):
-            self.nextseq[d] = end
-            self.nextseq_ts[d] = ts
-        self.win[d] = win
-        if flags & _ACK and ack != self.lastack[d]:
-            self.lastack[d] = ack
-            self.lastack_ts[d] = ts
-            self.dupacknum[d] = 0
+            fw.nextseq = end
+            fw.nextseq_ts = ts
+        fw.win = win
+        if flags & _ACK and ack != fw.lastack:
+            fw.lastack = ack
+            fw.lastack_ts = ts
+            fw.dupacknum = 0
 
 
 class Summarizer:
@@ -267,7 +285,9 @@ class Summarizer:
     """
 
     def __init__(self) -> None:
+        # Flows without ports (and fragments not placed); the others are in _ported.
         self._flows: dict[tuple[Any, ...], tuple[list[Any], int]] = {}
+        self._ported: dict[tuple[int, int], dict[bytes, tuple[list[Any], int]]] = {}
         self._flow_list: list[list[Any]] = []
         self._endpoints: list[str] = []
         self._endpoint_ids: dict[str, int] = {}
@@ -306,131 +326,171 @@ class Summarizer:
     def add_batch(
         self, packets: Iterable[tuple[int, bytes, int]], linktype: int = 1, endpoint: int = 0
     ) -> None:
-        """Account packets of one link type seen on one endpoint, in time order."""
+        """Account packets of one link type seen on one endpoint, in time order.
+
+        The first and last packet of the batch give its time span.
+        """
         if endpoint >= len(self._endpoints):
             for i in range(len(self._endpoints), endpoint + 1):
                 self.endpoint(f"endpoint-{i}")
         mode = _LINK_MODES.get(linktype, -1)
-        flows = self._flows
-        get = flows.get
         new_flow = self._new_flow
-        ip4 = _IP4
-        ip6 = _IP6
-        tcp = _TCP
-        udp = _UDP
+        tcp_get = self._table(endpoint, 6).get
+        udp_get = self._table(endpoint, 17).get
+        entry: tuple[list[Any], int] | None
+        eth4, eth6, ip4, ip6, tcp, udp = _ETH_IP4_L4, _ETH_IP6_L4, _IP4, _IP6, _TCP, _UDP
         ep = endpoint
-        n = nbytes = ncap = trunc = bad = 0
-        first = last = None
+        if not isinstance(packets, list):
+            packets = list(packets)
+        if not packets:
+            return
+        n = len(packets)
+        first, last = packets[0][0], packets[-1][0]
+        nbytes = ncap = trunc = bad = 0
+        eth = mode == 0
         for ts, data, wire in packets:
-            n += 1
             nbytes += wire
             caplen = len(data)
             ncap += caplen
             if caplen < wire:
                 trunc += 1
-            if first is None:
-                first = ts
-            last = ts
             try:
-                if mode == 0:
-                    etype = (data[12] << 8) | data[13]
-                    off = 14
-                    if etype in {0x8100, 0x88A8}:
-                        etype, off = self._vlan(data)
-                elif mode == 1:
-                    etype = (data[14] << 8) | data[15]
-                    off = 16
-                elif mode == 2:
-                    etype = (data[0] << 8) | data[1]
-                    off = 20
-                elif mode >= 3:
-                    off = 0
-                    v = data[0] >> 4 if mode == 3 else mode
-                    etype = 0x0800 if v == 4 else 0x86DD if v in (5, 6) else 0
-                else:
-                    bad += 1
-                    continue
-                if etype == 0x0800:
-                    vihl, tlen, ident, frag, proto, src, dst = ip4(data, off)
-                    ihl = (vihl & 15) << 2
-                    if vihl >> 4 != 4 or ihl < 20:
+                # Fast path: untagged Ethernet, IPv4 without options (or IPv6 without
+                # extension headers), not a fragment, TCP or UDP: one unpack for it all.
+                quick = False
+                if eth and caplen >= 54:
+                    if data[12] == 8:
+                        (etype, vihl, plen, frag, proto, sport, dport,
+                         seq, ack, hl, flags, win) = eth4(data)  # fmt: skip
+                        quick = (
+                            etype == 0x0800
+                            and vihl == 0x45
+                            and not frag & 0x3FFF
+                            and (proto == 6 or proto == 17)  # noqa: PLR1714 - faster
+                        )
+                        plen -= 20
+                        l4 = 34
+                    elif caplen >= 74 and data[12] == 0x86:
+                        (etype, plen, proto, sport, dport,
+                         seq, ack, hl, flags, win) = eth6(data)  # fmt: skip
+                        quick = etype == 0x86DD and (proto == 6 or proto == 17)  # noqa: PLR1714
+                        l4 = 54
+                if not quick:
+                    if mode == 0:
+                        etype = (data[12] << 8) | data[13]
+                        off = 14
+                        if etype in {0x8100, 0x88A8}:
+                            etype, off = self._vlan(data)
+                    elif mode == 1:
+                        etype = (data[14] << 8) | data[15]
+                        off = 16
+                    elif mode == 2:
+                        etype = (data[0] << 8) | data[1]
+                        off = 20
+                    elif mode >= 3:
+                        off = 0
+                        v = data[0] >> 4 if mode == 3 else mode
+                        etype = 0x0800 if v == 4 else 0x86DD if v in {5, 6} else 0
+                    else:
                         bad += 1
                         continue
-                    l4 = off + ihl
-                    plen = tlen - ihl
-                    if frag & 0x3FFF:  # a fragment: only the first carries the ports
-                        new_flow(
-                            ts,
-                            wire,
-                            proto,
-                            src,
-                            dst,
-                            ep,
-                            *self._fragment(
-                                data, l4, (src, dst, ident, proto), frag & 0x1FFF, frag & 0x2000
-                            ),
-                        )
-                        continue
-                elif etype == 0x86DD:
-                    plen, proto, src, dst = ip6(data, off)
-                    l4 = off + 40
-                    if proto in _IPV6_EXT or proto in {44, 51}:
-                        proto, l4, fragment = self._ipv6_ext(data, proto, l4, src, dst)
-                        plen -= l4 - off - 40
-                        if fragment is not None:
-                            new_flow(ts, wire, proto, src, dst, ep, *fragment)
+                    if etype == 0x0800:
+                        vihl, tlen, ident, frag, proto, src, dst = ip4(data, off)
+                        ihl = (vihl & 15) << 2
+                        if vihl >> 4 != 4 or ihl < 20:
+                            bad += 1
                             continue
+                        l4 = off + ihl
+                        plen = tlen - ihl
+                        if frag & 0x3FFF:  # a fragment: only the first carries the ports
+                            ports = self._fragment(
+                                data, l4, (src, dst, ident, proto), frag & 0x1FFF, frag & 0x2000
+                            )
+                            new_flow(ts, wire, proto, src, dst, ep, *ports)
+                            continue
+                    elif etype == 0x86DD:
+                        plen, proto, src, dst = ip6(data, off)
+                        l4 = off + 40
+                        if proto in _IPV6_EXT or proto in {44, 51}:
+                            proto, l4, fragment = self._ipv6_ext(data, proto, l4, src, dst)
+                            plen -= l4 - off - 40
+                            if fragment is not None:
+                                new_flow(ts, wire, proto, src, dst, ep, *fragment)
+                                continue
+                    else:
+                        bad += 1
+                        continue
+                    try:
+                        if proto == 6:
+                            sport, dport, seq, ack, hl, flags, win = tcp(data, l4)
+                        elif proto == 17:
+                            sport, dport = udp(data, l4)
+                        elif proto == 132:
+                            sport, dport = _SCTP(data, l4)
+                        else:
+                            new_flow(ts, wire, proto, src, dst, ep, None, None)
+                            if proto in {1, 58}:
+                                self._icmp_packet(ts, ep, proto, src, data, l4)
+                            continue
+                    except struct.error:  # cut before the whole header: no ports
+                        new_flow(ts, wire, proto, src, dst, ep, None, None)
+                        continue
+                if quick:
+                    key = data[26:38] if l4 == 34 else data[22:58]
                 else:
-                    bad += 1
-                    continue
+                    key = src + dst + data[l4 : l4 + 4]
                 if proto == 6:
-                    try:
-                        sport, dport, seq, ack, hl, flags, win = tcp(data, l4)
-                    except struct.error:
-                        new_flow(ts, wire, proto, src, dst, ep, None, None)
-                        continue
-                    entry = get((6, src, sport, dst, dport, ep))
-                    if entry is None:
-                        entry = new_flow(ts, wire, 6, src, dst, ep, sport, dport)
-                    else:
-                        f, d = entry
-                        f[d] += 1
-                        f[2 + d] += wire
-                        f[5] = ts
-                    entry[0][7].segment(entry[1], ts, seq, ack, flags, win, plen - ((hl >> 4) << 2))
-                elif proto in {17, 132}:
-                    try:
-                        sport, dport = (udp if proto == 17 else _SCTP)(data, l4)
-                    except struct.error:
-                        new_flow(ts, wire, proto, src, dst, ep, None, None)
-                        continue
-                    entry = get((proto, src, sport, dst, dport, ep))
-                    if entry is None:
-                        new_flow(ts, wire, proto, src, dst, ep, sport, dport)
-                    else:
-                        f, d = entry
-                        f[d] += 1
-                        f[2 + d] += wire
-                        f[5] = ts
-                    if proto == 17 and (sport == 53 or dport == 53):
-                        self._dns_packet(ts, ep, src, sport, dst, dport, data[l4 + 8 : l4 + plen])
+                    entry = tcp_get(key)
+                elif proto == 17:
+                    entry = udp_get(key)
                 else:
-                    new_flow(ts, wire, proto, src, dst, ep, None, None)
-                    if proto in {1, 58}:
-                        self._icmp_packet(ts, ep, proto, src, data, l4)
+                    entry = self._table(ep, proto).get(key)
+                if entry is None:
+                    if quick:
+                        src, dst = (key[:4], key[4:8]) if l4 == 34 else (key[:16], key[16:32])
+                    f, d = new_flow(ts, wire, proto, src, dst, ep, sport, dport)
+                else:
+                    f, d = entry
+                    f[d] += 1
+                    f[2 + d] += wire
+                    f[5] = ts
+                if proto == 6:
+                    seglen = plen - ((hl >> 4) << 2)
+                    if seglen < 0:  # noqa: PLR1730 - max() is a call
+                        seglen = 0
+                    t = f[7]
+                    fw = f[8 + d]
+                    # The common case, an in-order segment, as _Tcp.segment() would do it.
+                    if not flags & 7 and seq == fw.nextseq and win and not t.watch:
+                        if seglen:
+                            fw.nextseq = (seq + seglen) & 0xFFFFFFFF
+                            fw.nextseq_ts = ts
+                        elif win == fw.win and ack == fw.lastack:
+                            t.dupacks += 1
+                            fw.dupacknum += 1
+                        fw.win = win
+                        if flags & 0x10 and ack != fw.lastack:
+                            fw.lastack = ack
+                            fw.lastack_ts = ts
+                            fw.dupacknum = 0
+                    else:
+                        t.segment(d, fw, f[9 - d], ts, seq, ack, flags, win, seglen)
+                elif proto == 17 and (sport == 53 or dport == 53):
+                    if quick:
+                        src, dst = (key[:4], key[4:8]) if l4 == 34 else (key[:16], key[16:32])
+                    self._dns_packet(ts, ep, src, sport, dst, dport, data[l4 + 8 : l4 + plen])
             except (struct.error, IndexError):
                 bad += 1
-        if n:
-            self.packets += n
-            self.bytes += nbytes
-            self.captured_bytes += ncap
-            self.truncated += trunc
-            self.undecoded += bad
-            self._link_types[linktype] = self._link_types.get(linktype, 0) + n
-            if self.first_ns is None or (first is not None and first < self.first_ns):
-                self.first_ns = first
-            if self.last_ns is None or (last is not None and last > self.last_ns):
-                self.last_ns = last
+        self.packets += n
+        self.bytes += nbytes
+        self.captured_bytes += ncap
+        self.truncated += trunc
+        self.undecoded += bad
+        self._link_types[linktype] = self._link_types.get(linktype, 0) + n
+        if self.first_ns is None or first < self.first_ns:
+            self.first_ns = first
+        if self.last_ns is None or last > self.last_ns:
+            self.last_ns = last
 
     # -- rarer decoding, out of the hot loop ----------------------------------------
 
@@ -494,6 +554,17 @@ class Summarizer:
                 break
         return nxt, pos, None
 
+    def _table(self, ep: int, proto: int) -> dict[bytes, tuple[list[Any], int]]:
+        """Return the flows of one endpoint and protocol with ports, keyed by bytes.
+
+        The key is the addresses and ports as they are in the packet: cheaper to hash
+        than a tuple.
+        """
+        table = self._ported.get((ep, proto))
+        if table is None:
+            table = self._ported[ep, proto] = {}
+        return table
+
     def _new_flow(  # noqa: PLR0917 - the hot loop's arguments, positionally for speed
         self,
         ts: int,
@@ -506,20 +577,29 @@ class Summarizer:
         dport: int | None,
     ) -> tuple[list[Any], int]:
         """Count a packet of a flow not in the table yet (or of one without ports)."""
-        key = (proto, src, sport, dst, dport, ep)
-        entry = self._flows.get(key)
+        table: dict[Any, tuple[list[Any], int]]
+        if sport is not None and dport is not None and proto in _PORTED:
+            table = self._table(ep, proto)
+            key: Any = src + dst + _PACK_PORTS(sport, dport)
+            rev: Any = dst + src + _PACK_PORTS(dport, sport)
+        else:
+            table = self._flows
+            key = (proto, src, sport, dst, dport, ep)
+            rev = (proto, dst, dport, src, sport, ep)
+        entry = table.get(key)
         if entry is not None:
             f, d = entry
             f[d] += 1
             f[2 + d] += wire
             f[5] = ts
             return entry
-        f = [1, 0, wire, 0, ts, ts, key, _Tcp() if proto == 6 and sport is not None else None]
+        f = [1, 0, wire, 0, ts, ts, (proto, src, sport, dst, dport, ep), None, None, None]
+        if proto == 6 and sport is not None:
+            f[7:10] = [_Tcp(), _Dir(), _Dir()]
         entry = (f, 0)
-        self._flows[key] = entry
-        rev = (proto, dst, dport, src, sport, ep)
+        table[key] = entry
         if rev != key:
-            self._flows[rev] = (f, 1)
+            table[rev] = (f, 1)
         self._flow_list.append(f)
         return entry
 

@@ -314,9 +314,9 @@ def test_plan(capsys: pytest.CaptureFixture[str]) -> None:
             "not a number",
         ),
         (
-            "status --capture-dir {out} no-slash --node n",
+            "status --capture-dir {out} a/b/c --node n",
             2,
-            "NAMESPACE/NAME",
+            "expected NAME or NAMESPACE/NAME",
         ),
         (
             "plan {bad} --endpoints {endpoints}",

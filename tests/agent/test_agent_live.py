@@ -427,3 +427,45 @@ def test_live_run_follows_the_link_down_and_up(pair: VethPair, tmp_path: Path) -
     assert "Traceback" not in err
     printed = yaml.safe_load(out)
     assert {item["status"]["files"][0]["state"] for item in printed["items"]} == {"Finished"}
+
+
+def test_agent_writes_or_counts_every_packet_queued_at_stop(tmp_path: Path) -> None:
+    """100k frames wait in the ring when the agent stops: written + dropped == sent."""
+    import packetcapture as pc
+    from packetcapture.agent import NodeAgent
+    from packetcapture.backends import AfPacketBackend
+    from packetcapture.backends.afpacket import _in_netns
+    from packetcapture.testing import conformance_frames
+
+    count = 100_000
+    frame = conformance_frames()[0]
+    with veth_pair(addresses=False, ipv6=False) as p:
+        endpoint = pc.WorkloadEndpoint(
+            metadata=pc.ObjectMeta(name="n-k8s-pod-eth0", namespace="ns", labels={"app": "a"}),
+            spec=pc.WorkloadEndpointSpec(
+                node=NODE, orchestrator="k8s", pod="pod", endpoint="eth0", interface_name=p.dev_a
+            ),
+        )
+        capture = pc.PacketCapture(
+            metadata=pc.ObjectMeta(name="cap", namespace="ns"),
+            spec=pc.PacketCaptureSpec(selector="app == 'a'"),
+        )
+        agent = NodeAgent(NODE, AfPacketBackend(netns=p.ns_a), tmp_path, retry=None)
+        try:
+            agent.upsert_endpoint(endpoint)
+            agent.apply(capture)
+            agent.step(timeout=0)
+            tx = _in_netns(p.ns_b, lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0))
+            with tx:
+                tx.bind((p.dev_b, 0))
+                for _ in range(count):
+                    tx.send(frame)
+            time.sleep(0.2)  # the last ones reach the ring
+        finally:
+            agent.close()  # no step(): everything is still queued
+        (iface,) = agent.details("ns", "cap").interfaces
+    assert iface.packets > 4096  # more than the one batch read at stop before
+    assert iface.packets + iface.dropped == count, iface
+    (path,) = (tmp_path / "ns" / "cap").glob("*.pcap")
+    with PcapReader(path) as reader:
+        assert sum(1 for _ in reader) == iface.packets

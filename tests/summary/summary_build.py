@@ -121,6 +121,7 @@ def write_pcapng(
     linktype: int = 1,
     order: str = "<",
     snaplen: int = 262144,
+    drops: Sequence[int] = (),
 ) -> Path:
     """A pcapng file (one interface, nanosecond timestamps) in byte order ``order``."""
     out = [_block(order, 0x0A0D0D0A, struct.pack(order + "IHHq", 0x1A2B3C4D, 1, 0, -1))]
@@ -134,6 +135,9 @@ def write_pcapng(
                 struct.pack(order + "IIIII", 0, ts >> 32, ts & 0xFFFFFFFF, len(data), wire) + data,
             )
         )
+    for dropped in drops:  # Interface Statistics Blocks, totals so far (isb_ifdrop)
+        opts = struct.pack(order + "HHQ", 5, 8, dropped) + struct.pack(order + "HH", 0, 0)
+        out.append(_block(order, 5, struct.pack(order + "III", 0, 0, 0) + opts))
     path.write_bytes(b"".join(out))
     return path
 

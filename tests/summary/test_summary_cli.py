@@ -232,3 +232,20 @@ def test_fuzz_mutated_real_files(
             data[pos:pos] = os.urandom(rnd.randint(1, 40))
     path = tmp_path_factory.mktemp("mut") / f"m.{which}"
     _check_hostile(path, bytes(data[: rnd.randint(0, len(data))] if rnd.random() < 0.3 else data))
+
+
+@pytest.mark.parametrize("order", ["<", ">"])
+def test_kernel_drops_from_pcapng_statistics(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, order: str
+) -> None:
+    from summary_build import write_pcapng
+
+    pkts = frames([eth(udp("10.0.0.1", "10.0.0.2", 1, 2))] * 3)
+    # Two statistics blocks: the counters are totals, the last one counts.
+    write_pcapng(tmp_path / "a.pcapng", pkts, order=order, drops=(4, 9))
+    write_pcapng(tmp_path / "b.pcapng", pkts, order=order)
+    _, out, _ = cli(capsys, str(tmp_path / "b.pcapng"), "--json")
+    assert json.loads(out)["totals"]["drops"] is None  # nothing recorded: unknown
+    _, out, _ = cli(capsys, str(tmp_path), "--json")
+    doc = json.loads(out)
+    assert doc["totals"]["drops"] == 9 and doc["totals"]["packets"] == 6

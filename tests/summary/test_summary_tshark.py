@@ -177,7 +177,6 @@ def test_dns_names_and_rcodes_agree(tshark: str, tmp_path: Path) -> None:
     queries = Counter(
         name for (name,) in fields(tshark, path, "dns.flags.response == 0", "dns.qry.name")
     )
-    assert Counter({q.name: 0 for q in summary.dns}) + Counter() == Counter()  # names only
     mine: Counter[str] = Counter()
     for q in summary.dns:
         mine[q.name] += q.count

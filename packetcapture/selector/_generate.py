@@ -1,12 +1,13 @@
-#!/usr/bin/env python3
 """Generate the selector's LALR tables (packetcapture/selector/_tables.py) from selector.lark.
 
-lark analyses the grammar here, at build time; the package only ships the resulting tables and
-drives them with its own small LALR loop (``packetcapture.selector._parser``), so importing
-and using selectors never loads lark nor re-analyses the grammar (~40 ms at start-up).
+lark (a runtime dependency, imported only here) analyses the grammar when the tables are
+generated, at build time; the package ships the resulting tables and drives them with its own
+small LALR loop (``packetcapture.selector._parser``), so importing and using selectors never
+loads lark nor re-analyses the grammar (~40 ms at start-up). selector.lark stays the one
+definition of the language: change it, then regenerate.
 
-    python scripts/generate_selector_tables.py          # rewrite _tables.py
-    python scripts/generate_selector_tables.py --check  # exit 1 if it is out of date
+    python -m packetcapture.selector._generate          # rewrite _tables.py
+    python -m packetcapture.selector._generate --check  # exit 1 if it is out of date
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 from lark import Lark
 from lark.lexer import Lexer
 
-PACKAGE = Path(__file__).resolve().parent.parent / "packetcapture" / "selector"
+PACKAGE = Path(__file__).resolve().parent
 GRAMMAR = PACKAGE / "selector.lark"
 TABLES = PACKAGE / "_tables.py"
 
@@ -30,8 +31,8 @@ class _NoLexer(Lexer):
     def __init__(self, lexer_conf: Any) -> None:
         pass
 
-    def lex(self, data: Any) -> Any:  # pragma: no cover - never lexes
-        return data
+    def lex(self, lexer_state: Any, parser_state: Any) -> Any:  # pragma: no cover - never lexes
+        return lexer_state
 
 
 def _analyse() -> tuple[
@@ -66,7 +67,7 @@ def _analyse() -> tuple[
             # (position, splice): rules named "_..." are inlined into their parent.
             (i, not sym.is_term and sym.name.startswith("_"))
             for i, sym in enumerate(rule.expansion)
-            if keep or not (sym.is_term and sym.filter_out)
+            if keep or not (sym.is_term and getattr(sym, "filter_out", False))
         )
         origin = str(rule.origin.name)
         # The transformer method called, or "" for an inlined rule (its children are spliced).
@@ -97,7 +98,7 @@ def render() -> str:
     lines = [
         '"""LALR tables for Calico selectors, generated from selector.lark: do not edit.',
         "",
-        "Regenerate with ``python scripts/generate_selector_tables.py`` (a test checks that",
+        "Regenerate with ``python -m packetcapture.selector._generate`` (a test checks that",
         "this file is current). ``STATES[n]`` maps a terminal or rule name to the next state",
         "(a shift, or a goto after a reduce) or to ``~r`` (reduce by ``RULES[r]``). A rule is",
         "``(name, length, callback, expand1, children)``: ``callback`` names the transformer",
@@ -132,7 +133,10 @@ def main() -> int:
     text = render()
     if args.check:
         if TABLES.read_text() != text:
-            print(f"{TABLES} is out of date: run {sys.argv[0]}", file=sys.stderr)
+            print(
+                f"{TABLES} is out of date: run python -m packetcapture.selector._generate",
+                file=sys.stderr,
+            )
             return 1
         return 0
     TABLES.write_text(text)
