@@ -125,8 +125,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="write one interface's capture files as a live pcap stream (what stream runs)",
         description=(
             "Write the active capture file of NAMESPACE/NAME in CAPTURE_DIR to standard output "
-            "as one pcap stream, then every packet as it is written, across rotations; ends "
-            "after --count packets or when the capture's directory is removed."
+            "as one pcap stream, then, when standard output is a pipe, every packet as it is "
+            "written, across rotations; ends after --count packets, when the capture's "
+            "directory is removed or the pipe's reader goes away."
         ),
     )
     follow.add_argument("target", type=_target, metavar="NAMESPACE/NAME")
@@ -270,11 +271,24 @@ def run_follow(args: argparse.Namespace) -> int:
             sys.stdout.buffer,
             interface=args.interface,
             count=args.count,
-            should_stop=_reader_gone,
+            # Follow only into a pipe (exec, `| tcpdump -r -`); into a terminal or a file,
+            # write what is there and end, as `tcpdump -r` does.
+            should_stop=_reader_gone if _stdout_is_pipe() else lambda: True,
         )
     except BrokenPipeError:
         return 0
     return 0
+
+
+def _stdout_is_pipe() -> bool:
+    import os
+    import stat
+
+    try:
+        mode = os.fstat(sys.stdout.fileno()).st_mode
+    except (OSError, ValueError, AttributeError):
+        return False  # replaced by an object without a descriptor (tests, embedding)
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
 
 
 def _reader_gone() -> bool:
