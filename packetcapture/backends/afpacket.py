@@ -82,6 +82,7 @@ CLONE_NEWNET = 0x40000000
 # block_status (8), num_pkts (12), offset_to_first_pkt (16), blk_len (20), seq_num (24) ...
 _BLOCK_STATUS = struct.Struct("<I")
 _BLOCK_PKTS = struct.Struct("<II")
+_BLOCK_SEQ = struct.Struct("<Q")
 # struct tpacket3_hdr: tp_next_offset, tp_sec, tp_nsec, tp_snaplen, tp_len, tp_status,
 # tp_mac, tp_net, hv1.tp_rxhash, hv1.tp_vlan_tci, hv1.tp_vlan_tpid
 _TP3_HDR = struct.Struct("<IIIIIIHHIIH")
@@ -196,6 +197,9 @@ class AfPacketSource(PacketSource):
         self._mm: mmap.mmap | None = None
         self._block_index = 0
         self._block_pos = 0  # packets of the current block already delivered
+        # Sequence number of the last block handed back: a block at _block_index with no
+        # newer one is not open yet and still holds the packets of its last round.
+        self._last_seq = 0
         self._gone: str | None = None  # why the interface went away, once it has
         self._deaf = False  # after stop_receiving: nothing new comes into the ring
         self._block_off = 0  # offset of the next packet in the current block
@@ -287,6 +291,11 @@ class AfPacketSource(PacketSource):
         base = self._block_index * self._block_size
         if _BLOCK_STATUS.unpack_from(mm, base + 8)[0] & TP_STATUS_USER:
             return []  # handed over meanwhile: the normal read takes it
+        if _BLOCK_SEQ.unpack_from(mm, base + 24)[0] <= self._last_seq:
+            # Not opened since we handed it back (the kernel opens a block, numbering it,
+            # only when a packet comes): its header still counts the packets of its last
+            # round, already delivered. Seen when the ring was full as capture stopped.
+            return []
         num, first = _BLOCK_PKTS.unpack_from(mm, base + 12)
         pos = self._block_pos
         take = min(num - pos, max_packets)
@@ -325,6 +334,7 @@ class AfPacketSource(PacketSource):
                 off = self._take(mm, off, take, out)
             pos += take
             if pos >= num:
+                self._last_seq = _BLOCK_SEQ.unpack_from(mm, base + 24)[0]
                 _BLOCK_STATUS.pack_into(mm, base + 8, 0)  # give the block back to the kernel
                 self._block_index = (self._block_index + 1) % self._block_nr
                 self._block_pos = 0
@@ -384,6 +394,7 @@ class AfPacketSource(PacketSource):
             count += took
             pos += took
             if pos >= num:
+                self._last_seq = _BLOCK_SEQ.unpack_from(mm, base + 24)[0]
                 _BLOCK_STATUS.pack_into(mm, base + 8, 0)  # give the block back to the kernel
                 self._block_index = (self._block_index + 1) % self._block_nr
                 self._block_pos = 0

@@ -94,7 +94,7 @@ def load_api_client(
             )
     except KubernetesUnavailableError:
         raise
-    except (k8s.config.ConfigException, OSError, ValueError, KeyError, TypeError) as exc:
+    except Exception as exc:  # the loader raises many kinds on a malformed file
         where = path or "in-cluster configuration"
         raise KubernetesUnavailableError(
             f"{where}: cannot load cluster configuration: {exc}"
