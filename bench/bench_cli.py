@@ -8,9 +8,9 @@
 2. Replay through the CLI: a generated 1,000,000-frame pcap through ``tcp port 80 or udp
    port 53`` (two capture rules) into one file, process start to exit: ``packetcapture run
    --replay`` (default ``--replay-clock file``, and ``wall``; both use the raw lane, which
-   copies kept records as stored, the file clock's also checking each record's time) vs ``tcpdump -r -w`` followed by an fsync of its output (our writer
-   fsyncs on close: equal durability), and plain ``tcpdump -r -w`` beside it; the same
-   packets out.
+   copies kept records as stored, the file clock's also checking each record's time) vs
+   ``tcpdump -r -w`` followed by an fsync of its output (our writer fsyncs on close: equal
+   durability), and plain ``tcpdump -r -w`` beside it; the same packets out.
 
 Usage: python bench/bench_cli.py [--runs N] [--frames N] [--repeat N] [--skip-replay]
 Not a test: no timed asserts. On a loaded machine read the CPU column and the ratios.
