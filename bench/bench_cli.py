@@ -7,10 +7,10 @@
    ``tcp port 80``). Median wall and CPU (user + system) time of many runs, against the goals.
 2. Replay through the CLI: a generated 1,000,000-frame pcap through ``tcp port 80 or udp
    port 53`` (two capture rules) into one file, process start to exit: ``packetcapture run
-   --replay`` (default ``--replay-clock file``, and ``wall``, whose raw lane copies kept
-   records as stored) vs ``tcpdump -r -w`` followed by an fsync of its output (our writer
-   fsyncs on close: equal durability), and plain ``tcpdump -r -w`` beside it; the same
-   packets out.
+   --replay`` (default ``--replay-clock file``, and ``wall``; both use the raw lane, which
+   copies kept records as stored, the file clock's also checking each record's time) vs
+   ``tcpdump -r -w`` followed by an fsync of its output (our writer fsyncs on close: equal
+   durability), and plain ``tcpdump -r -w`` beside it; the same packets out.
 
 Usage: python bench/bench_cli.py [--runs N] [--frames N] [--repeat N] [--skip-replay]
 Not a test: no timed asserts. On a loaded machine read the CPU column and the ratios.
@@ -129,8 +129,8 @@ def bench_replay(frames: int, repeat: int, tmp: Path) -> None:
         "--node", "node", "--capture-dir", str(out_dir), "--replay", f"in={src}",
         "--max-size-bytes", str(8 << 30), "--max-files", "1", "--progress", "never",
     ]  # fmt: skip
-    # --replay-clock wall: the window is wall time, so the raw lane copies kept records as
-    # they are; the default (file) checks each packet's timestamp against the window.
+    # --replay-clock wall: the window is wall time; the default (file) raw lane also checks
+    # each record's timestamp against the window (the difference is that check).
     ours_wall = [*ours, "--replay-clock", "wall"]
     tcpdump_out = tmp / "tcpdump.pcap"
     theirs = ["tcpdump", "-r", str(src), "-w", str(tcpdump_out), TCPDUMP_EXPR]

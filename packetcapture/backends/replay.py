@@ -60,10 +60,16 @@ PathLike = str | os.PathLike[str]
 _NS = 1_000_000_000
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
 _US = _dt.timedelta(microseconds=1)
+_NEVER = 1 << 126  # a horizon beyond any timestamp
 
 
 def _to_ns(when: _dt.datetime) -> int:
     return (when.astimezone(_dt.UTC) - _EPOCH) // _US * 1000
+
+
+def _one_by_one(reader: PcapReader) -> Iterator[Packet]:
+    while batch := reader.read_batch(1):
+        yield batch[0]
 
 
 class ReplayClock:
@@ -191,7 +197,9 @@ class ReplaySource(PacketSource):
         # compile() of the whole program) when a packet lane first asks for it.
         self._program = program
         self._verdict: Callable[[bytes], int] = self._first_verdict
-        self._scanner = program.pcap_scanner()  # the raw lane's fused filter loop
+        # The raw lane's fused filter loop; on a replay clock it also keeps the time window.
+        self._timed = replay_clock is not None
+        self._scanner = program.pcap_scanner(timed=self._timed)
         self._received = self._filtered = 0
         self._error: ReplayFileError | None = None
         self._speed = speed if speed else None
@@ -302,30 +310,41 @@ class ReplaySource(PacketSource):
         errors are as for :meth:`read`.
 
         Returns None, having consumed nothing, when the first packet cannot be served this
-        way (paced replay, a pcapng, big-endian or other-resolution file, or a packet that
-        would need cutting or fixing): call :meth:`read` instead.
+        way (paced replay, a pcapng, big-endian or other-resolution file, a packet that
+        would need cutting or fixing, or on a replay clock one before the source opened or
+        at the horizon): call :meth:`read` instead.
         """
         self._check_open()
         if self._end_reason is not None or max_packets <= 0:
             return b"", 0, 0
-        if self._speed is not None or self._replay_clock is not None:
+        if self._speed is not None or self._pending is not None:
             return None
         max_packets = self._budget(max_packets)
         if max_packets <= 0:
             return b"", 0, 0
         if self._error is not None:
             raise self._error
-        parts, count, rest = self._read_raw(max_packets, nanosecond, snaplen)
+        clock = self._replay_clock
+        window = None
+        if clock is not None:
+            # Records before the source opened and kept ones at the horizon stop the lane
+            # (read() takes them); the clock follows the latest record handed out.
+            horizon = clock.horizon_ns()
+            window = [self._skip_before, _NEVER if horizon is None else horizon, 0]
+        parts, count, rest = self._read_raw(max_packets, nanosecond, snaplen, window)
         if rest == max_packets:
             return None
         if self._error is not None and not count:
             raise self._error
+        if clock is not None and window is not None:
+            clock._move(window[2])
+            self._waiting = False
         self._received += count
         self._count_delivered(count)
         return (parts[0] if len(parts) == 1 else b"".join(parts)), count, rest
 
     def _read_raw(
-        self, max_packets: int, nanosecond: bool, snaplen: int
+        self, max_packets: int, nanosecond: bool, snaplen: int, window: list[int] | None
     ) -> tuple[list[bytes], int, int]:
         """Run ``_read_fast``'s loop on raw batches: return ``(parts, count, records left)``."""
         parts: list[bytes] = []
@@ -342,7 +361,12 @@ class ReplaySource(PacketSource):
                 return parts, count, budget
             try:
                 got = reader.read_filtered_raw(
-                    budget, verdict, self.snaplen, limit=snaplen, scanner=self._scanner
+                    budget,
+                    verdict,
+                    self.snaplen,
+                    limit=snaplen,
+                    scanner=self._scanner,
+                    window=window,
                 )
             except PcapError as exc:
                 self._fail(exc)
@@ -364,9 +388,7 @@ class ReplaySource(PacketSource):
         """Pull the next packet that passes the filter (paced mode), or None at the end."""
         verdict, snaplen = self._verdict, self.snaplen
         while self._reader is not None:
-            if self._it is None:
-                self._it = iter(self._reader)
-            for packet in self._it:
+            for packet in self._records():
                 if packet[0] < self._skip_before:
                     continue  # before the source opened, on the replay clock
                 keep = verdict(packet[1])
@@ -379,6 +401,18 @@ class ReplaySource(PacketSource):
                 return packet
             self._advance()
         return None
+
+    def _records(self) -> Iterator[Packet]:
+        """Return an iterator over the current file's records from where reading is."""
+        reader = self._reader
+        assert reader is not None
+        if self._speed is None and self._it is None and reader.raw_capable:
+            # Iterating would end the file's raw lane (read_raw after a horizon or an
+            # early record); single-record batches leave it open.
+            return _one_by_one(reader)
+        if self._it is None:
+            self._it = iter(reader)
+        return self._it
 
     def _read_paced(self, max_packets: int) -> list[Packet]:
         """Read paced by ``speed`` (if set), up to the replay clock's horizon (if any)."""
@@ -435,7 +469,7 @@ class ReplaySource(PacketSource):
     def _set_program(self, program: BpfProgram) -> None:
         self._program = program
         self._verdict = self._first_verdict
-        self._scanner = program.pcap_scanner()
+        self._scanner = program.pcap_scanner(timed=self._timed)
 
     def _stats(self) -> SourceStats:
         return SourceStats(self._received, 0, self._filtered)

@@ -36,8 +36,8 @@ class BpfProgram:
     _executor: list[Callable[[bytes], int]] = attrs.field(
         factory=list, init=False, repr=False, eq=False, hash=False
     )
-    _scanner: list[_codegen.Scanner] = attrs.field(
-        factory=list, init=False, repr=False, eq=False, hash=False
+    _scanner: dict[bool, _codegen.Scanner] = attrs.field(
+        factory=dict, init=False, repr=False, eq=False, hash=False
     )
 
     def __attrs_post_init__(self) -> None:
@@ -81,16 +81,18 @@ class BpfProgram:
             self._executor.append(_codegen.make_executor(self.instructions))
         return self._executor[0]
 
-    def pcap_scanner(self) -> _codegen.Scanner:
+    def pcap_scanner(self, *, timed: bool = False) -> _codegen.Scanner:
         """Return the program fused into a loop over classic pcap records (cached).
 
         For :meth:`PcapReader.read_filtered_raw`: the verdicts are those of ``run`` on
         each record's captured bytes, computed in the record loop with no call per record. See
-        ``packetcapture.bpf._codegen.make_scanner`` for the calling convention.
+        ``packetcapture.bpf._codegen.make_scanner`` for the calling convention; ``timed``
+        adds its time window (a replay on the files' clock).
         """
-        if not self._scanner:
-            self._scanner.append(_codegen.make_scanner(self.instructions))
-        return self._scanner[0]
+        scanner = self._scanner.get(timed)
+        if scanner is None:
+            scanner = self._scanner[timed] = _codegen.make_scanner(self.instructions, timed=timed)
+        return scanner
 
     def python_source(self) -> str:
         """Return the source of the generated executor (for debugging)."""

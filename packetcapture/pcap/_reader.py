@@ -429,6 +429,7 @@ class PcapReader:
         *,
         limit: int | None = None,
         scanner: Callable[..., tuple[int, int, int, int, bool]] | None = None,
+        window: list[int] | None = None,
     ) -> tuple[bytes, int, int] | None:
         """Like :meth:`read_filtered`, but hand the kept records over as they are in the file.
 
@@ -445,8 +446,13 @@ class PcapReader:
 
         ``scanner`` (from :meth:`BpfProgram.pcap_scanner` of the program ``keep`` runs)
         does the same work with the filter inlined in the record loop: much faster, and
-        ``keep`` is then not called.
+        ``keep`` is then not called. ``window``, ``[lo, hi, top]`` in nanoseconds, needs a
+        timed scanner (``pcap_scanner(timed=True)``): reading also stops before a record
+        earlier than ``lo`` and before a kept record at or after ``hi``, and ``window[2]``
+        becomes the latest kept timestamp if that is above it.
         """
+        if window is not None and scanner is None:
+            raise ValueError("a time window needs a timed scanner")
         if not self.raw_capable:
             raise ValueError("raw reading needs a little-endian classic pcap file not iterated")
         if self._pending is not None:
@@ -467,7 +473,9 @@ class PcapReader:
             pos = self._pos
             end = len(buf)
             todo = max_records - done
-            if scanner is not None:
+            if window is not None:
+                got = scanner(buf, pos, end, todo, limit, lim, maxcap, run, window)  # type: ignore[misc]
+            elif scanner is not None:
                 got = scanner(buf, pos, end, todo, limit, lim, maxcap, run)
             else:
                 got = self._scan_raw(

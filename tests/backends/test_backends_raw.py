@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as _dt
 import os
 import struct
 import tempfile
@@ -12,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from packetcapture.backends.replay import ReplayBackend, ReplaySource
+from packetcapture.backends.replay import ReplayBackend, ReplayClock, ReplaySource
 from packetcapture.errors import BackendError, PcapError
 from packetcapture.model import PacketCaptureRule
 from packetcapture.pcap import CaptureSettings, RotatingWriter
@@ -56,12 +57,17 @@ def make_file(path: Path, spec: dict[str, Any]) -> None:
         n = len(data)
         wire = {"same": n, "more": n + 9, "less": n - 3}[wire_kind]
         frac = lim + i if odd else (i * 12345) % lim
-        out.append(struct.pack(order + "IIII", 1_700_000_000 + i, frac, n, wire) + data)
+        sec = 1_700_000_000 + i * spec.get("step", 1)  # step 0 or -1: not in time order
+        out.append(struct.pack(order + "IIII", sec, frac, n, wire) + data)
     if spec["tail"] == "data":
         out.append(struct.pack(order + "IIII", 1, 2, 80, 80) + bytes(20))
     elif spec["tail"] == "huge":
         out.append(struct.pack(order + "IIII", 1, 2, 1 << 30, 1 << 30) + bytes(40))
     path.write_bytes(b"".join(out))
+
+
+def _at(ns: int) -> _dt.datetime:
+    return _dt.datetime.fromtimestamp(ns // 1000 / 1e6, _dt.UTC)
 
 
 def snapshot(w: RotatingWriter, source: ReplaySource) -> Any:
@@ -79,16 +85,35 @@ def snapshot(w: RotatingWriter, source: ReplaySource) -> Any:
 
 
 def pump(
-    paths: list[Path], wkw: dict[str, Any], okw: dict[str, Any], raw: bool, batch: int = 7
+    paths: list[Path],
+    wkw: dict[str, Any],
+    okw: dict[str, Any],
+    raw: bool,
+    batch: int = 7,
+    clock: tuple[int, list[int]] | None = None,
 ) -> list[Any]:
-    """Copy the source into a writer as the agent does; trace counts, states and errors."""
+    """Copy the source into a writer as the agent does; trace counts, states and errors.
+
+    ``clock``: on a replay clock starting at that time (ns), with those horizons in turn
+    (each passed when the source waits at it, as the CLI's run loop does).
+    """
     trace: list[Any] = []
+    replay_clock = horizons = None
+    if clock is not None:
+        replay_clock = ReplayClock(_dt.datetime.fromtimestamp(clock[0] / 1e9, _dt.UTC))
+        horizons = list(clock[1])
     with tempfile.TemporaryDirectory() as base:
         w = RotatingWriter(base, "ns", "cap", "pod", "eth0", settings=CaptureSettings(**wkw))
-        with ReplayBackend({"eth0": paths}).open("eth0", PROGRAM, **okw) as source:
+        backend = ReplayBackend({"eth0": paths}, replay_clock=replay_clock)
+        with backend.open("eth0", PROGRAM, **okw) as source:
             nano = w.settings.nanosecond
             for step in range(60):
                 now = T0 + step * 0.7
+                if replay_clock is not None and horizons is not None:
+                    if horizons and replay_clock.stalled():
+                        replay_clock.advance_to(_at(horizons.pop(0)))
+                    replay_clock.set_horizon(_at(horizons[0]) if horizons else None)
+                    trace.append(("clock", replay_clock.now_ns(), replay_clock.stalled()))
                 try:
                     got = None
                     if raw and w.accepts_raw(nanosecond=nano):
@@ -109,6 +134,10 @@ def pump(
                 trace.append(snapshot(w, source))
             w.close()
             trace.append(snapshot(w, source))
+    if replay_clock is not None:
+        # Unpaced reads on a replay clock count passing packets per call, the raw lane
+        # records (as without one): the steps differ, where they end may not.
+        return [trace[-1], replay_clock.now_ns()]
     merged: list[Any] = []
     for item in trace:  # the raw lane may split the bytes of a batch in two
         last = merged[-1] if merged else None
@@ -149,6 +178,53 @@ def test_read_raw_is_read(
             paths.append(Path(d) / f"in{i}.pcap")
             make_file(paths[-1], spec)
         assert pump(paths, wkw, okw, raw=True) == pump(paths, wkw, okw, raw=False)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    files=st.lists(
+        file_st.map(lambda f: {**f, "tail": ""}).flatmap(
+            lambda f: st.sampled_from([1, 1, 1, 0, -1]).map(lambda step: {**f, "step": step})
+        ),
+        min_size=1,
+        max_size=2,
+    ),
+    nanosecond=st.booleans(),
+    start=st.integers(-2 * 10**9, 30 * 10**9),
+    horizons=st.lists(st.integers(-(10**9), 45 * 10**9), max_size=4).map(sorted),
+    batch=st.sampled_from([3, 7, 64]),
+)
+def test_read_raw_on_the_files_clock_is_read(
+    files: list[dict[str, Any]], nanosecond: bool, start: int, horizons: list[int], batch: int
+) -> None:
+    """On a replay clock the raw lane gives what read gives: windows that cut the files."""
+    wkw = {"max_size_bytes": 10**6, "max_files": 2, "nanosecond": nanosecond}
+    base = 1_700_000_000 * 10**9
+    clock = (base + start, [base + h for h in horizons])
+    with tempfile.TemporaryDirectory() as d:
+        paths = []
+        for i, spec in enumerate(files):
+            paths.append(Path(d) / f"in{i}.pcap")
+            make_file(paths[-1], spec)
+        got = pump(paths, wkw, {}, raw=True, batch=batch, clock=clock)
+        assert got == pump(paths, wkw, {}, raw=False, batch=batch, clock=clock)
+
+
+@pytest.mark.parametrize("start", [0, 10**9 + 12345 * 1000 - 1, 17 * 10**9])
+@pytest.mark.parametrize("horizon", [None, 5 * 10**9, 5 * 10**9 + 5 * 12345 * 1000 + 1])
+def test_read_raw_on_the_files_clock_chosen_windows(
+    tmp_path: Path, start: int, horizon: int | None
+) -> None:
+    """A window covering the whole file, one cut at a second, one cut inside a second."""
+    records = [(53 if j % 3 else 123, j % 90, "same", False) for j in range(40)]
+    path = tmp_path / "in.pcap"
+    make_file(path, {"records": records, "nanosecond": False, "order": "<", "tail": ""})
+    base = 1_700_000_000 * 10**9
+    clock = (base + start, [] if horizon is None else [base + horizon])
+    wkw = {"max_size_bytes": 10**6, "max_files": 2}
+    got = pump([path], wkw, {}, raw=True, batch=64, clock=clock)
+    assert got == pump([path], wkw, {}, raw=False, batch=64, clock=clock)
+    assert got[0][0][0]  # packets went out
 
 
 def test_read_raw_paced_or_pcapng_says_none(tmp_path: Path) -> None:
