@@ -134,8 +134,8 @@ def test_copy_fetches_every_nodes_files_and_merge_reads_them(
     assert all(Path(call[2][0]).name == "tar" for call in cluster.exec.calls)
 
     merged = tmp_path / "all.pcapng"
-    dirs = [str(cluster.dest / n) for n in FILES]
-    assert main(["merge", "-n", NS, NAME, "--capture-dir", *dirs, "-o", str(merged)]) == 0
+    dirs = [arg for n in FILES for arg in ("--capture-dir", str(cluster.dest / n))]
+    assert main(["merge", "-n", NS, NAME, *dirs, "-o", str(merged)]) == 0
     per_file = _packets(SAMPLE_PCAP)
     assert _packets(merged) == 3 * per_file
     if shutil.which("tcpdump"):
