@@ -100,26 +100,29 @@ def _collect(paths: list[str]) -> tuple[list[tuple[str, list[Path]]], list[str]]
     wheres: dict[str, list[str]] = {}
     for where, label in groups:
         wheres.setdefault(label, []).append(where)
+    # The same endpoint in several directories (two nodes' copies): each is told apart by
+    # the part of its path the others do not share (worked out once per endpoint).
+    shown_at = {
+        label: _distinct_parts(places) for label, places in wheres.items() if len(places) > 1
+    }
     out: list[tuple[str, list[Path]]] = []
     for (where, label), found in sorted(groups.items()):
-        shown = label
-        if len(wheres[label]) > 1:  # the same endpoint in two directories (two nodes' copies)
-            shown = f"{label}@{_distinct_part(where, wheres[label])}"
+        shown = f"{label}@{shown_at[label][where]}" if label in shown_at else label
         out.append((shown, [path for _, path in sorted(found)]))
     return out, problems
 
 
-def _distinct_part(where: str, others: list[str]) -> str:
-    """Tell directory ``where`` from ``others``: its path without their common head and tail."""
-    parts = [Path(w).parts for w in others]
-    mine = Path(where).parts
+def _distinct_parts(wheres: list[str]) -> dict[str, str]:
+    """Tell directories apart: each path without the head and tail all of them share."""
+    parts = [Path(w).parts for w in wheres]
+    shortest = min(map(len, parts))
     tail = 0
-    while tail < min(map(len, parts)) - 1 and len({p[-1 - tail] for p in parts}) == 1:
+    while tail < shortest - 1 and len({p[-1 - tail] for p in parts}) == 1:
         tail += 1
     head = 0
-    while head < min(map(len, parts)) - tail - 1 and len({p[head] for p in parts}) == 1:
+    while head < shortest - tail - 1 and len({p[head] for p in parts}) == 1:
         head += 1
-    return "/".join(mine[head : len(mine) - tail]) or where
+    return {w: "/".join(p[head : len(p) - tail]) or w for w, p in zip(wheres, parts, strict=True)}
 
 
 def _interface_label(reader: PcapReader, index: int, default: str) -> str:

@@ -484,6 +484,9 @@ VALUES_BY_DEST: dict[str, Any] = {
     ),
     "replay": REPLAY,
     "replay_dir": REPLAY_DIR,
+    # summary's files and directories: kept inside the workspace, as a bare word like "/"
+    # would walk the whole machine (other tests' pcaps included).
+    "paths": st.one_of(PCAP, CAPTURE_DIR),
     "status_file": WRITE_FILE,
     "dest": WRITE_DIR,
     "output": st.one_of(WRITE_FILE, st.just("-"), st.just(WsPath("merge-exists.pcapng"))),
