@@ -2,9 +2,11 @@
 
 The node agent (:class:`KubeNodeAgent`, ``packetcapture node``) watches PacketCaptures and
 this node's Pods, feeds a :class:`packetcapture.agent.NodeAgent`, and writes this node's
-entry of each capture's ``status.files``. Names are imported on first use, and the
-``kubernetes`` client package only when a client is made: importing this package needs
-neither. See ``docs/kubernetes.md``.
+entry of each capture's ``status.files``. The cluster side of the CLI (``copy``/``clean
+--kubernetes``, ``stream``, ``get``, ``describe``) is here too: :func:`copy_capture_files`,
+:func:`clean_capture_files`, :func:`stream_capture`, :func:`describe_capture`. Names are
+imported on first use, and the ``kubernetes`` client package only when a client is made:
+importing this package needs neither. See ``docs/kubernetes.md``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,12 @@ if TYPE_CHECKING:
         load_api_client,
         require_kubernetes,
     )
+    from packetcapture.kube._describe import (
+        capture_table,
+        describe_capture,
+        list_captures,
+        node_rows,
+    )
     from packetcapture.kube._endpoints import (
         EndpointChanges,
         PodEndpoints,
@@ -32,48 +40,102 @@ if TYPE_CHECKING:
         interface_name,
         workload_endpoint_name,
     )
+    from packetcapture.kube._exec import (
+        ExecError,
+        ExecResult,
+        PodExec,
+    )
+    from packetcapture.kube._files import (
+        AGENT_LABEL_SELECTOR,
+        DEFAULT_AGENT_NAMESPACE,
+        CaptureNotFoundError,
+        CleanRefusedError,
+        NodeOutcome,
+        clean_capture_files,
+        copy_capture_files,
+        find_agent_pod,
+        follow_capture,
+        read_capture,
+        stream_capture,
+    )
     from packetcapture.kube._reflector import Backoff, Reflector
     from packetcapture.kube._status import StatusWriter, entry_to_dict, merge_entry
 
 __all__ = [
+    "AGENT_LABEL_SELECTOR",
     "Backoff",
+    "CaptureNotFoundError",
     "CaptureResource",
+    "CleanRefusedError",
+    "DEFAULT_AGENT_NAMESPACE",
     "DryRunAgent",
     "EndpointChanges",
+    "ExecError",
+    "ExecResult",
     "KubeAgentConfig",
     "KubeNodeAgent",
     "KubernetesUnavailableError",
+    "NodeOutcome",
     "PodEndpoints",
+    "PodExec",
     "Reflector",
     "StatusWriter",
     "capture_from_object",
+    "capture_table",
+    "clean_capture_files",
+    "copy_capture_files",
+    "describe_capture",
     "endpoint_from_pod",
     "entry_to_dict",
+    "find_agent_pod",
+    "follow_capture",
     "interface_name",
+    "list_captures",
     "load_api_client",
     "merge_entry",
+    "node_rows",
+    "read_capture",
     "require_kubernetes",
+    "stream_capture",
     "workload_endpoint_name",
 ]
 
 _MODULE_OF = {
+    "AGENT_LABEL_SELECTOR": "_files",
     "Backoff": "_reflector",
+    "CaptureNotFoundError": "_files",
     "CaptureResource": "_client",
+    "CleanRefusedError": "_files",
+    "DEFAULT_AGENT_NAMESPACE": "_files",
     "DryRunAgent": "_agent",
     "EndpointChanges": "_endpoints",
+    "ExecError": "_exec",
+    "ExecResult": "_exec",
     "KubeAgentConfig": "_agent",
     "KubeNodeAgent": "_agent",
     "KubernetesUnavailableError": "_client",
+    "NodeOutcome": "_files",
     "PodEndpoints": "_endpoints",
+    "PodExec": "_exec",
     "Reflector": "_reflector",
     "StatusWriter": "_status",
     "capture_from_object": "_agent",
+    "capture_table": "_describe",
+    "clean_capture_files": "_files",
+    "copy_capture_files": "_files",
+    "describe_capture": "_describe",
     "endpoint_from_pod": "_endpoints",
     "entry_to_dict": "_status",
+    "find_agent_pod": "_files",
+    "follow_capture": "_files",
     "interface_name": "_endpoints",
+    "list_captures": "_describe",
     "load_api_client": "_client",
     "merge_entry": "_status",
+    "node_rows": "_describe",
+    "read_capture": "_files",
     "require_kubernetes": "_client",
+    "stream_capture": "_files",
     "workload_endpoint_name": "_endpoints",
 }
 
