@@ -13,6 +13,7 @@ import argparse
 import sys
 
 from packetcapture._defaults import DEFAULT_CAPTURE_DIR
+from packetcapture.cli._run import _positive_int as positive_int
 from packetcapture.cli._text import one_line, usage_error
 
 # typing.TYPE_CHECKING without importing typing (~3 ms at start-up); type checkers know it.
@@ -142,17 +143,7 @@ def _follow_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--interface", metavar="IFACE", help="the interface (needed when it captures several)"
     )
-    parser.add_argument("--count", type=_positive, metavar="N", help="stop after N packets")
-
-
-def _positive(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
-    return n
+    parser.add_argument("--count", type=positive_int, metavar="N", help="stop after N packets")
 
 
 def _err(message: str) -> None:

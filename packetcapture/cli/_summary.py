@@ -15,6 +15,7 @@ import os
 import sys
 from pathlib import Path
 
+from packetcapture.cli._run import _positive_int as positive_int
 from packetcapture.cli._text import one_line
 
 # typing.TYPE_CHECKING without importing typing (~3 ms at start-up); type checkers know it.
@@ -29,16 +30,6 @@ __all__ = ["register"]
 
 _BATCH = 8192
 _SUFFIXES = (".pcap", ".pcapng", ".cap")
-
-
-def _positive(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {n}")
-    return n
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -56,7 +47,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("paths", metavar="PATH", nargs="+", help="a capture file or directory")
     parser.add_argument("--json", action="store_true", help="one JSON object (docs/summary.md)")
-    parser.add_argument("--top", type=_positive, metavar="N", help="show only the N largest flows")
+    parser.add_argument(
+        "--top", type=positive_int, metavar="N", help="show only the N largest flows"
+    )
     parser.add_argument(
         "--filter-like-capture",
         metavar="CAPTURE.yaml",
