@@ -27,6 +27,26 @@ def require_tool(name: str) -> str:
     return path
 
 
+def run_on_terminal(argv: list[str]) -> tuple[int, str]:
+    """Run ``argv`` under a pseudo-terminal; return its exit code and all it wrote there."""
+    import pty
+
+    pid, fd = pty.fork()
+    if pid == 0:  # child: the command with its output on the terminal
+        os.execv(argv[0], argv)
+    chunks = []
+    while True:
+        try:
+            data = os.read(fd, 4096)
+        except OSError:  # EIO once the child has closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), b"".join(chunks).decode(errors="replace")
+
+
 def require_root() -> None:
     """Skip unless running as root (network namespaces, raw sockets)."""
     if os.geteuid() != 0:

@@ -15,7 +15,7 @@ import yaml
 from packetcapture.cli import main
 from packetcapture.pcap import PcapReader, merge_captures
 from packetcapture.pcap._format import parse_description
-from tests.conftest import REPO, require_tool
+from tests.conftest import REPO, require_tool, run_on_terminal
 
 EXAMPLES = REPO / "examples"
 
@@ -414,45 +414,28 @@ def test_ctrl_c_stops_cleanly(tmp_path: Path) -> None:
 
 def test_progress_table_on_a_terminal(tmp_path: Path) -> None:
     """Under a pseudo-terminal the run shows a live table, redrawn in place."""
-    import os
-    import pty
-
-    pid, fd = pty.fork()
-    if pid == 0:  # child: the CLI with its stderr on the terminal
-        os.execv(
+    code, screen = run_on_terminal(
+        [
             sys.executable,
-            [
-                sys.executable,
-                "-m",
-                "packetcapture",
-                "run",
-                str(EXAMPLES / "sample-capture.yaml"),
-                "--endpoints",
-                str(EXAMPLES / "endpoints.yaml"),
-                "--node",
-                "node-1",
-                "--replay-dir",
-                str(EXAMPLES / "traffic"),
-                "--speed",
-                "0.02",
-                "--capture-dir",
-                str(tmp_path / "c"),
-                "--duration",
-                "2",
-            ],
-        )
-    chunks = []
-    while True:
-        try:
-            data = os.read(fd, 4096)
-        except OSError:
-            break
-        if not data:
-            break
-        chunks.append(data)
-    _, status = os.waitpid(pid, 0)
-    screen = b"".join(chunks).decode(errors="replace")
-    assert os.waitstatus_to_exitcode(status) == 0, screen
+            "-m",
+            "packetcapture",
+            "run",
+            str(EXAMPLES / "sample-capture.yaml"),
+            "--endpoints",
+            str(EXAMPLES / "endpoints.yaml"),
+            "--node",
+            "node-1",
+            "--replay-dir",
+            str(EXAMPLES / "traffic"),
+            "--speed",
+            "0.02",
+            "--capture-dir",
+            str(tmp_path / "c"),
+            "--duration",
+            "2",
+        ]
+    )
+    assert code == 0, screen
     assert "CAPTURE" in screen and "INTERFACE" in screen and "STATE" in screen
     assert "sample-namespace/sample-capture" in screen and "cali1a2b3c4d5e6" in screen
     assert "\x1b[" in screen  # redrawn in place

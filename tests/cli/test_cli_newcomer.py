@@ -9,7 +9,6 @@ count; 9 selector errors, plan's wording, the live table with long names.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 import subprocess
 import sys
@@ -20,7 +19,7 @@ import yaml
 
 from packetcapture.cli import main
 from packetcapture.pcap import PcapReader
-from tests.conftest import REPO, require_tool
+from tests.conftest import REPO, require_tool, run_on_terminal
 
 EXAMPLES = REPO / "examples"
 ENDPOINTS = EXAMPLES / "endpoints.yaml"
@@ -352,34 +351,18 @@ def test_plan_one_instruction(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 
 
 def test_progress_table_keeps_columns_with_long_names(tmp_path: Path) -> None:
-    import pty
-
     name = "a-capture-with-a-rather-long-name-indeed"
     cap = write_capture(tmp_path / "cap.yaml")
     cap.write_text(cap.read_text().replace("name: cap", f"name: {name}"))
-    pid, fd = pty.fork()
-    if pid == 0:  # child: the CLI with its stderr on the terminal
-        os.execv(
-            sys.executable,
-            [
-                *(sys.executable, "-m", "packetcapture", "run", str(cap)),
-                *("--endpoints", str(ENDPOINTS), "--node", "node-1"),
-                *("--replay-dir", str(TRAFFIC), "--speed", "0.02"),
-                *("--capture-dir", str(tmp_path / "c"), "--duration", "1.5"),
-            ],
-        )
-    chunks = []
-    while True:
-        try:
-            data = os.read(fd, 4096)
-        except OSError:
-            break
-        if not data:
-            break
-        chunks.append(data)
-    _, status = os.waitpid(pid, 0)
-    screen = b"".join(chunks).decode(errors="replace")
-    assert os.waitstatus_to_exitcode(status) == 0, screen
+    code, screen = run_on_terminal(
+        [
+            *(sys.executable, "-m", "packetcapture", "run", str(cap)),
+            *("--endpoints", str(ENDPOINTS), "--node", "node-1"),
+            *("--replay-dir", str(TRAFFIC), "--speed", "0.02"),
+            *("--capture-dir", str(tmp_path / "c"), "--duration", "1.5"),
+        ]
+    )
+    assert code == 0, screen
     table = [
         re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", line)
         for line in screen.replace("\r", "").split("\n")
