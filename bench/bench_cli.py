@@ -89,6 +89,7 @@ def bench_startup(runs: int, tmp: Path) -> None:
     ]
     cases: dict[str, list[str]] = {
         "run": readme_run,
+        "--help": [*CLI, "--help"],
         "validate": [*CLI, "validate", str(EXAMPLES / "sample-capture.yaml")],
         "import packetcapture.selector": [sys.executable, "-c", "import packetcapture.selector"],
         "python -c pass (the floor)": [sys.executable, "-c", "pass"],
