@@ -8,17 +8,26 @@ load outside the frame raises ``IndexError``/``struct.error`` (Python 3.11 ``try
 nothing until it raises), which the entry point turns into 0 (drop): the VM's verdict on
 every input.
 
+X is tracked as a constant where the program sets it to one (``ldx #4``), so its loads
+index with constants and helper functions get the value; A and the scratch words are set
+to 0 first only where they may be read before being written.
+
 The same body also compiles into a *scanner* (:func:`make_scanner`): the record loop of
 the raw replay lane over a little-endian classic pcap buffer, with the program inlined in
-it (verdicts become ``v = ...; break`` out of a one-pass ``while``), so a record costs a
-slice but no function call. (Reading the bytes in place as ``buf[b + k]`` was measured
-slower: each ``b + k`` allocates an int, where ``p[k]`` indexes with a constant.)
+it, so a record costs a slice but no function call. The slice is the whole record (the
+program's offsets are moved past the 16-byte header), so a kept record is appended as it
+is. A drop goes straight on to the next record; a keep breaks out of the record loop to
+one copy of the checks a kept record needs (the range iterator is re-entered after it),
+which keeps the source, and its compile time, small. (Reading the bytes in place as
+``buf[b + k]`` was measured slower: each ``b + k`` allocates an int, where ``p[k]``
+indexes with a constant.)
 """
 
 from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 from packetcapture.bpf import _insn as op
 from packetcapture.bpf._insn import Instruction
@@ -43,30 +52,40 @@ def _targets(pc: int, ins: Instruction) -> tuple[int, ...]:
     return (pc + 1,)
 
 
-def _load(ins: Instruction) -> tuple[str, int]:
-    """Python expression for an ABS/IND load, and the bound of its value."""
-    ind = ins.code & 0xE0 == op.IND
-    size = ins.code & 0x18
+def _mem_live(insns: Sequence[Instruction]) -> list[frozenset[int]]:
+    """For each pc, the scratch words the code from there may read before writing them."""
+    live: list[frozenset[int]] = [frozenset()] * (len(insns) + 1)
+    for pc in range(len(insns) - 1, -1, -1):
+        ins = insns[pc]
+        got = frozenset().union(*(live[t] for t in _targets(pc, ins)))
+        if ins.code in (op.ST, op.STX):
+            got = got - {ins.k}
+        elif ins.code in (op.LD | op.MEM, op.LDX | op.MEM):
+            got = got | {ins.k}
+        live[pc] = got
+    return live
 
-    def at(d: int) -> str:
-        k = ins.k + d
-        return f"p[x + {k}]" if ind else f"p[{k}]"
 
-    if size == op.B:
-        return at(0), 0xFF
-    if size == op.H:
-        return f"({at(0)} << 8 | {at(1)})", 0xFFFF
-    off = f"x + {ins.k}" if ind else str(ins.k)
-    return f"_W(p, {off})[0]", _M32
+class _Path(NamedTuple):
+    """What the generator knows at a point of an inlined path."""
+
+    ba: int  # upper bound of A
+    bx: int  # upper bound of X
+    cx: int | None  # X when it is a known constant: no variable holds it then
+    aset: bool  # A was assigned (else it holds its initial 0)
+    mset: frozenset[int]  # scratch words assigned
 
 
 class _Gen:
     def __init__(self, insns: Sequence[Instruction], scan: bool = False) -> None:
         self.insns = insns
-        # Scanner: verdicts in the inlined body are "v = ...; break" (helper functions
-        # still return theirs).
+        # Scanner: the frame is the record (``p`` starts with the 16-byte header), and a
+        # verdict in the inlined body keeps or drops the record where it is reached
+        # (helper functions still return theirs).
         self.scan = scan
+        self.base = 16 if scan else 0
         self.in_func = False
+        self.keeps: set[int] = set()  # constant verdicts kept in the scanner's body
         n = len(insns)
         self.preds = [0] * (n + 1)
         for pc, ins in enumerate(insns):
@@ -90,7 +109,44 @@ class _Gen:
             self.live[pc] = reads or (not writes and any(self.live[t] for t in _targets(pc, ins)))
         self.lines = 0
 
-    def fused(self, pc: int) -> tuple[str, int, int] | None:
+    def entry(self) -> tuple[list[str], list[str]]:
+        """Return (initialisations, body) of the program from pc 0.
+
+        X starts as the constant 0 and A and the scratch words are only set to 0 where
+        they may be read before being written: a register never read costs nothing.
+        """
+        mem0 = _mem_live(self.insns)[0]
+        init = (["a"] if self.live[0] else []) + [f"m{k}" for k in self.mem if k in mem0]
+        path = _Path(0, 0, 0, self.live[0], mem0)
+        body = self.block(0, 1, path)
+        return ([" = ".join(init) + " = 0"] if init else []), body
+
+    def at(self, ins: Instruction, d: int, path: _Path) -> str:
+        """Return the byte ``d`` of an ABS/IND load (or ``ldxb 4*([k]&0xf)``)."""
+        k = ins.k + d + self.base
+        if ins.code & 0xE0 != op.IND:
+            return f"p[{k}]"
+        return f"p[x + {k}]" if path.cx is None else f"p[{path.cx + k}]"
+
+    def load(self, ins: Instruction, path: _Path) -> tuple[str, int]:
+        """Python expression for an ABS/IND load, and the bound of its value."""
+        size = ins.code & 0x18
+        if size == op.B:
+            return self.at(ins, 0, path), 0xFF
+        if size == op.H:
+            return f"({self.at(ins, 0, path)} << 8 | {self.at(ins, 1, path)})", 0xFFFF
+        k = ins.k + self.base
+        if ins.code & 0xE0 != op.IND:
+            return f"_W(p, {k})[0]", _M32
+        return (f"_W(p, x + {k})[0]" if path.cx is None else f"_W(p, {path.cx + k})[0]"), _M32
+
+    def xv(self, path: _Path) -> str:
+        return "x" if path.cx is None else str(path.cx)
+
+    def length(self) -> str:
+        return "len(p) - 16" if self.scan else "len(p)"
+
+    def fused(self, pc: int, path: _Path) -> tuple[str, int, int] | None:
         """Return (condition, true target, false target) for a load tested at once.
 
         A byte or 16-bit ABS/IND load followed by a ``jeq``/``jgt``/``jge``/``jset``
@@ -112,12 +168,10 @@ class _Gen:
         t, f = pc + 2 + j.jt, pc + 2 + j.jf
         if t == f or self.live[t] or self.live[f]:
             return None
-        expr, bound = _load(ins)
+        expr, bound = self.load(ins, path)
         if test == op.JEQ and j.k > bound:
             return None  # never equal, but the load must still be bounds-checked
-        base = f"x + {ins.k}" if ins.code & 0xE0 == op.IND else str(ins.k)
-        lo = f"p[x + {ins.k + 1}]" if ins.code & 0xE0 == op.IND else f"p[{ins.k + 1}]"
-        hi = f"p[{base}]"
+        lo, hi = self.at(ins, 1, path), self.at(ins, 0, path)
         if size == op.H and test == op.JEQ:
             return f"{lo} == {j.k & 0xFF} and {hi} == {j.k >> 8}", t, f
         if size == op.H and test == op.JSET and j.k & 0xFF:
@@ -131,10 +185,23 @@ class _Gen:
         return _CMP[test].format(a=expr, v=j.k), t, f
 
     def ret(self, expr: str) -> list[str]:
-        """Lines delivering the verdict ``expr``."""
-        if self.scan and not self.in_func:
-            return [f"v = {expr}", "break"]
-        return [f"return {expr}"]
+        """Lines delivering the verdict ``expr``.
+
+        In the scanner's body a drop moves on to the next record at once; a keep leaves
+        the record loop with ``v``, the verdict capped at the writer's snap length, for the
+        code after it to check and append the record (see ``_SCAN_HEAD``).
+        """
+        if not self.scan or self.in_func:
+            return [f"return {expr}"]
+        drop = ["pos = nxt", "continue"]
+        if expr.isdigit():
+            k = int(expr)
+            if not k:
+                return drop
+            self.keeps.add(k)
+            return [f"v = c{k}", "break"]  # c{k} = min(limit, k), set once per call
+        cap = ["    if v > limit:", "        v = limit"]
+        return [f"v = {expr}", "if v:", *cap, "    break", *drop]
 
     def tree_size(self, pc: int) -> int:
         """Instructions the code from ``pc`` has with every shared block copied (capped)."""
@@ -150,7 +217,12 @@ class _Gen:
     def args(self) -> str:
         return ", ".join(["p", "a", "x", *(f"m{k}" for k in self.mem)])
 
-    def goto(self, target: int, depth: int, ba: int, bx: int) -> list[str]:
+    def call_args(self, path: _Path) -> str:
+        """Return a helper's arguments: registers unset on this path hold their first 0."""
+        mem = (f"m{k}" if k in path.mset else "0" for k in self.mem)
+        return ", ".join(["p", "a" if path.aset else "0", self.xv(path), *mem])
+
+    def goto(self, target: int, depth: int, path: _Path) -> list[str]:
         ins = self.insns[target]
         if ins.code == op.RET | op.K:
             return self.ret(str(ins.k))
@@ -160,15 +232,16 @@ class _Gen:
             or (self.tree_size(target) <= _INLINE_SIZE and self.lines < _INLINE_BUDGET)
         ):
             self.inlined.add(target)
-            return self.block(target, depth, ba, bx)
+            return self.block(target, depth, path)
         if target not in self.funcs:
             self.funcs[target] = []  # reserve first: recursion may reach it again
             outer, self.in_func = self.in_func, True
-            self.funcs[target] = self.block(target, 1, _M32, _M32)
+            every = frozenset(self.mem)
+            self.funcs[target] = self.block(target, 1, _Path(_M32, _M32, None, True, every))
             self.in_func = outer
-        return self.ret(f"_b{target}({self.args})")
+        return self.ret(f"_b{target}({self.call_args(path)})")
 
-    def block(self, pc: int, depth: int, ba: int, bx: int) -> list[str]:
+    def block(self, pc: int, depth: int, path: _Path) -> list[str]:
         lines: list[str] = []
         while True:
             ins = self.insns[pc]
@@ -178,74 +251,81 @@ class _Gen:
             if cls == op.RET:
                 return lines + self.ret(str(k) if code == op.RET | op.K else "a")
             if code == op.JMP | op.JA:
-                return lines + self.goto(pc + 1 + k, depth, ba, bx)
+                return lines + self.goto(pc + 1 + k, depth, path)
             if cls == op.JMP:
-                v = "x" if code & op.X else str(k)
+                v = self.xv(path) if code & op.X else str(k)
                 cond = _CMP[code & 0xF0].format(a="a", v=v)
                 t, f = pc + 1 + ins.jt, pc + 1 + ins.jf
                 if t == f:
-                    return lines + self.goto(t, depth, ba, bx)
-                body_t = self.goto(t, depth + 1, ba, bx)
-                body_f = self.goto(f, depth, ba, bx)
+                    return lines + self.goto(t, depth, path)
+                body_t = self.goto(t, depth + 1, path)
+                body_f = self.goto(f, depth, path)
                 lines.append(f"if {cond}:")
                 lines += ["    " + s for s in body_t]
                 return lines + body_f
-            fused = self.fused(pc)
+            fused = self.fused(pc, path)
             if fused is not None:
                 cond, t, f = fused
                 self.lines += 1
-                body_t = self.goto(t, depth + 1, ba, bx)
-                body_f = self.goto(f, depth, ba, bx)
+                body_t = self.goto(t, depth + 1, path)
+                body_f = self.goto(f, depth, path)
                 lines.append(f"if {cond}:")
                 lines += ["    " + s for s in body_t]
                 return lines + body_f
-            got = self.straight(ins, ba, bx)
-            lines += got[0]
-            ba, bx = got[1], got[2]
+            got, path = self.straight(ins, path)
+            lines += got
             pc += 1
             if self.preds[pc] > 1:
-                return lines + self.goto(pc, depth, ba, bx)
+                return lines + self.goto(pc, depth, path)
 
-    def straight(self, ins: Instruction, ba: int, bx: int) -> tuple[list[str], int, int]:
-        """Python lines for a non-jump, non-ret instruction; new bounds of A and X."""
+    def straight(self, ins: Instruction, path: _Path) -> tuple[list[str], _Path]:
+        """Python lines for a non-jump, non-ret instruction; what is known after it."""
         code, k = ins.code, ins.k
         cls = code & 0x07
         if cls == op.LD:
             mode = code & 0xE0
             if mode in (op.ABS, op.IND):
-                expr, bound = _load(ins)
-                return [f"a = {expr}"], bound, bx
+                expr, bound = self.load(ins, path)
+                return [f"a = {expr}"], path._replace(ba=bound, aset=True)
             if mode == op.IMM:
-                return [f"a = {k}"], k, bx
+                return [f"a = {k}"], path._replace(ba=k, aset=True)
             if mode == op.MEM:
-                return [f"a = m{k}"], _M32, bx
-            return ["a = len(p)"], _M32, bx
+                return [f"a = m{k}"], path._replace(ba=_M32, aset=True)
+            return [f"a = {self.length()}"], path._replace(ba=_M32, aset=True)
         if cls == op.LDX:
             mode = code & 0xE0
             if mode == op.IMM:
-                return [f"x = {k}"], ba, k
+                return [], path._replace(bx=k, cx=k)  # a constant X needs no variable
             if mode == op.MEM:
-                return [f"x = m{k}"], ba, _M32
+                return [f"x = m{k}"], path._replace(bx=_M32, cx=None)
             if mode == op.MSH:
-                return [f"x = (p[{k}] & 15) << 2"], ba, 60
-            return ["x = len(p)"], ba, _M32
+                return [f"x = (p[{k + self.base}] & 15) << 2"], path._replace(bx=60, cx=None)
+            return [f"x = {self.length()}"], path._replace(bx=_M32, cx=None)
         if cls == op.ST:
-            return [f"m{k} = a"], ba, bx
+            return [f"m{k} = a"], path._replace(mset=path.mset | {k})
         if cls == op.STX:
-            return [f"m{k} = x"], ba, bx
+            return [f"m{k} = {self.xv(path)}"], path._replace(mset=path.mset | {k})
         if cls == op.ALU:
-            return self.alu(code, k, ba, bx)
+            return self.alu(code, k, path)
         if code == op.MISC | op.MISC_TAX:
-            return ["x = a"], ba, ba
+            return ["x = a"], path._replace(bx=path.ba, cx=None)
         if code == op.MISC | op.MISC_TXA:
-            return ["a = x"], bx, bx
+            return [f"a = {self.xv(path)}"], path._replace(ba=path.bx, aset=True)
         raise ValueError(f"bad opcode {code:#x}")
 
-    def alu(self, code: int, k: int, ba: int, bx: int) -> tuple[list[str], int, int]:
+    def alu(self, code: int, k: int, path: _Path) -> tuple[list[str], _Path]:
+        ba, bx = path.ba, path.bx
         if code == op.ALU | 0x80:
-            return ["a = -a & 0xFFFFFFFF"], _M32, bx
+            return ["a = -a & 0xFFFFFFFF"], path._replace(ba=_M32)
         o = op.ALUOp(code & 0xF0)
         use_x = bool(code & op.X)
+        if use_x and path.cx is not None:
+            # A known X is a constant operand (as if the instruction used K)...
+            use_x, k = False, path.cx
+            if o in (op.ALUOp.DIV, op.ALUOp.MOD) and not k:
+                return self.ret("0"), path  # ...division by X = 0 drops the packet
+            if o in (op.ALUOp.LSH, op.ALUOp.RSH) and k >= 32:
+                return ["a = 0"], path._replace(ba=0)  # ...and a shift by X >= 32 gives 0
         v, bv = ("x", bx) if use_x else (str(k), k)
         pre: list[str] = []
         if o in (op.ALUOp.DIV, op.ALUOp.MOD) and use_x:
@@ -258,39 +338,38 @@ class _Gen:
         elif o == op.ALUOp.MUL:
             bound, expr = ba * bv, f"a * {v}"
         elif o == op.ALUOp.DIV:
-            return [*pre, f"a = a // {v}"], ba, bx
+            return [*pre, f"a = a // {v}"], path
         elif o == op.ALUOp.MOD:
-            return [*pre, f"a = a % {v}"], min(ba, max(bv - 1, 0)), bx
+            return [*pre, f"a = a % {v}"], path._replace(ba=min(ba, max(bv - 1, 0)))
         elif o == op.ALUOp.AND:
-            return [f"a = a & {v}"], min(ba, bv), bx
+            return [f"a = a & {v}"], path._replace(ba=min(ba, bv))
         elif o == op.ALUOp.OR:
-            return [f"a = a | {v}"], (1 << max(ba, bv).bit_length()) - 1, bx
+            return [f"a = a | {v}"], path._replace(ba=(1 << max(ba, bv).bit_length()) - 1)
         elif o == op.ALUOp.XOR:
-            return [f"a = a ^ {v}"], (1 << max(ba, bv).bit_length()) - 1, bx
+            return [f"a = a ^ {v}"], path._replace(ba=(1 << max(ba, bv).bit_length()) - 1)
         elif o == op.ALUOp.RSH:
             if use_x:
-                return ["a = a >> x if x < 32 else 0"], ba, bx
-            return [f"a = a >> {k}"], ba >> k, bx
+                return ["a = a >> x if x < 32 else 0"], path
+            return [f"a = a >> {k}"], path._replace(ba=ba >> k)
         else:  # LSH
             if use_x:
-                return ["a = (a << x) & 0xFFFFFFFF if x < 32 else 0"], _M32, bx
+                return ["a = (a << x) & 0xFFFFFFFF if x < 32 else 0"], path._replace(ba=_M32)
             bound, expr = ba << k, f"a << {k}"
         if bound > _M32:
-            return [*pre, f"a = ({expr}) & 0xFFFFFFFF"], _M32, bx
-        return [*pre, f"a = {expr}"], bound, bx
+            return [*pre, f"a = ({expr}) & 0xFFFFFFFF"], path._replace(ba=_M32)
+        return [*pre, f"a = {expr}"], path._replace(ba=bound)
 
 
 def generate_source(insns: Sequence[Instruction], name: str = "bpf_filter") -> str:
     """Return Python source defining ``name(p) -> int`` equivalent to the program."""
     gen = _Gen(insns)
-    entry = gen.block(0, 1, 0, 0)  # A and X start at 0
+    init, entry = gen.entry()
     out = ["def _make(_W):"]
     for start in sorted(gen.funcs):
         out.append(f"    def _b{start}({gen.args}):")
         out += ["        " + s for s in gen.funcs[start]]
     out.append(f"    def {name}(p):")
-    init = " = ".join(["a", "x", *(f"m{k}" for k in gen.mem)])
-    out.append(f"        {init} = 0")
+    out += ["        " + s for s in init]
     out.append("        try:")
     out += ["            " + s for s in entry]
     out.append("        except (IndexError, struct.error):")
@@ -309,7 +388,7 @@ def make_executor(insns: Sequence[Instruction]) -> Callable[[bytes], int]:
     return fn
 
 
-#: ``scan(buf, pos, end, todo, limit, lim, maxcap, run)``, timed: ``..., run, w)`` (see
+#: ``scan(buf, pos, end, todo, limit, lim, maxcap, out)``, timed: ``..., out, w)`` (see
 #: :func:`make_scanner`).
 Scanner = Callable[..., tuple[int, int, int, int, bool]]
 # A little-endian classic pcap record header without its seconds field, which the scanner
@@ -317,122 +396,128 @@ Scanner = Callable[..., tuple[int, int, int, int, bool]]
 _HEADER3 = struct.Struct("<4xIII")
 _HEADER4 = struct.Struct("<IIII")  # the timed scanner's: with the seconds
 
-# The record loop of PcapReader.read_filtered_raw; the program's body goes between the two
-# and leaves its verdict in v. Header unpacking past the buffer's end raises struct.error.
+# The record loop of PcapReader.read_filtered_raw. The program's body goes in the inner
+# ``try`` (at 24 spaces): a dropped record costs nothing more, a kept one breaks out of the
+# ``for`` (the range iterator is re-entered after it) to the one copy of the checks that
+# say it can go out as stored. Header unpacking past the buffer's end raises struct.error,
+# the other stops raise _StopScan.
 _SCAN_HEAD = """\
-    def scan(buf, pos, end, todo, limit, lim, maxcap, run):
+    def scan(buf, pos, end, todo, limit, lim, maxcap, out{w}):
         unpack = _H
-        caplen = i = kept = 0
+        n0 = len(out)
+{prologue}
+        caplen = i = v = 0
         odd = False
-        start = -1
+        it = iter(range(todo))
         try:
-            for i in range(todo):
-                frac, caplen, wire = unpack(buf, pos)
-                o = pos + 16
-                nxt = o + caplen
-                if nxt > end or caplen > maxcap:
-                    break
-                p = buf[o:nxt]
-                {init} = 0
-                try:
-                    while True:
+            while True:
+                for i in it:
+                    {sec}frac, caplen, wire = unpack(buf, pos)
+                    nxt = pos + caplen + 16
+                    if nxt > end or caplen > maxcap:
+                        raise _StopScan
+{before}
+                    p = buf[pos:nxt]
+{init}
+                    try:
 """
 _SCAN_TAIL = """\
-                except (IndexError, struct.error):
-                    v = 0  # a load outside the frame: the VM drops the packet
-                if v:
-                    if v < caplen or caplen > limit or wire < caplen or frac >= lim:
-                        odd = True
-                        break
-                    if start < 0:
-                        start = pos
-                        first = i
-                elif start >= 0:
-                    run(buf[start:pos])
-                    kept += i - first
-                    start = -1
+                    except (IndexError, struct.error):
+                        pass  # a load outside the frame: the VM drops the packet
+                    pos = nxt
+                else:
+                    i = todo
+                    break
+                if caplen > v or wire < caplen or frac >= lim:
+                    odd = True
+                    break
+{keep}
+                out.append(p)
                 pos = nxt
-            else:
-                i = todo
-        except struct.error:
+        except (struct.error, _StopScan):
             pass
-        if start >= 0:
-            run(buf[start:pos])
-            kept += i - first
-        return pos, i, kept, caplen, odd
+{epilogue}
+        return pos, i, len(out) - n0, caplen, odd
     return scan
 """
+
+
+class _StopScan(Exception):  # noqa: N818 - not an error: the loop's way out
+    """The scanner stops before the current record (rare: once per call at most)."""
 
 
 # The timed scanner (a replay on the files' clock) also stops before a record earlier than
 # ``w[0]`` and before a kept record at or after ``w[1]`` (nanoseconds), and leaves the
 # latest kept timestamp in ``w[2]``. Whole seconds are compared first (the exact test runs
-# only in the bounds' seconds) and the latest record is kept as (seconds, fraction): about
-# half the cost of a nanosecond sum per kept record (50 against 90-100 ms of CPU per 1M).
-_TIMED = (
-    ("limit, lim, maxcap, run):", "limit, lim, maxcap, run, w):"),
-    (
-        "        unpack = _H\n",
-        "        unpack = _H\n        lo, hi, top = w\n"
-        + "        lo_s = lo // 1000000000\n        hi_s = hi // 1000000000\n"
-        + "        mul = 1000000000 // lim\n        top_s = top_f = -1\n",
-    ),
-    ("frac, caplen, wire = unpack(buf, pos)", "sec, frac, caplen, wire = unpack(buf, pos)"),
-    (
-        "                    break\n                p = buf[o:nxt]",
-        "                    break\n"
-        "                if sec <= lo_s and sec * 1000000000 + frac * mul < lo:\n"
-        "                    odd = True\n"
-        "                    break\n"
-        "                p = buf[o:nxt]",
-    ),
-    (
-        "                        odd = True\n                        break\n",
-        "                        odd = True\n                        break\n"
-        "                    if sec >= hi_s and sec * 1000000000 + frac * mul >= hi:\n"
-        "                        odd = True\n                        break\n"
-        "                    if sec > top_s or sec == top_s and frac > top_f:\n"
-        "                        top_s = sec\n                        top_f = frac\n",
-    ),
-    (
-        "        return pos, i, kept, caplen, odd",
-        "        if top_s >= 0:\n            w[2] = max(top, top_s * 1000000000 + top_f * mul)\n"
-        + "        return pos, i, kept, caplen, odd",
-    ),
-)
+# only in the bounds' seconds) and the latest kept record is kept as (seconds, fraction):
+# only a kept record later than all before it can reach the horizon, and in a file in time
+# order the usual one, a later record of the same second, costs two comparisons before it.
+_TIMED_PROLOGUE = """\
+        lo, hi, top = w
+        lo_s = lo // 1000000000
+        hi_s = hi // 1000000000
+        mul = 1000000000 // lim
+        top_s = top_f = -1"""
+_TIMED_BEFORE = """\
+                    if sec <= lo_s and sec * 1000000000 + frac * mul < lo:
+                        odd = True
+                        raise _StopScan"""
+_TIMED_KEEP = """\
+                if sec == top_s:
+                    if frac > top_f:
+                        if sec >= hi_s and sec * 1000000000 + frac * mul >= hi:
+                            odd = True
+                            break
+                        top_f = frac
+                elif sec > top_s:
+                    if sec >= hi_s and sec * 1000000000 + frac * mul >= hi:
+                        odd = True
+                        break
+                    top_s = sec
+                    top_f = frac"""
+_TIMED_EPILOGUE = """\
+        if top_s >= 0:
+            w[2] = max(top, top_s * 1000000000 + top_f * mul)"""
 
 
 def generate_scanner_source(insns: Sequence[Instruction], *, timed: bool = False) -> str:
     """Return Python source of the record scanner for the program (see :func:`make_scanner`)."""
     gen = _Gen(insns, scan=True)
-    entry = gen.block(0, 1, 0, 0)
-    out = ["def _make(_W, _H):"]
+    init, entry = gen.entry()
+    out = ["def _make(_W, _H, _StopScan):"]
     for start in sorted(gen.funcs):
         out.append(f"    def _b{start}({gen.args}):")
         out += ["        " + s for s in gen.funcs[start]]
-    init = " = ".join(["a", "x", *(f"m{k}" for k in gen.mem)])
-    out.append(_SCAN_HEAD.replace("{init}", init).rstrip("\n"))
-    out += [" " * 24 + s for s in entry]
-    out.append(_SCAN_TAIL.rstrip("\n"))
-    source = "\n".join(out) + "\n"
-    for old, new in _TIMED if timed else ():
-        assert old in source, old  # the templates and this table change together
-        source = source.replace(old, new)
-    return source
+    # A kept record's verdict, capped at the writer's snap length: one test for both.
+    prologue = [f"        c{k} = min(limit, {k})" for k in sorted(gen.keeps)]
+    head = _SCAN_HEAD.format(
+        w=", w" if timed else "",
+        prologue="\n".join([*prologue, *([_TIMED_PROLOGUE] if timed else [])]),
+        sec="sec, " if timed else "",
+        before=_TIMED_BEFORE if timed else "",
+        init="\n".join(" " * 20 + s for s in init),
+    )
+    out += [line for line in head.splitlines() if line.strip()]
+    out += [" " * 24 + line for line in entry]
+    tail = _SCAN_TAIL.format(
+        keep=_TIMED_KEEP if timed else "", epilogue=_TIMED_EPILOGUE if timed else ""
+    )
+    out += [line for line in tail.splitlines() if line.strip()]
+    return "\n".join(out) + "\n"
 
 
 def make_scanner(insns: Sequence[Instruction], *, timed: bool = False) -> Scanner:
     """Compile ``insns`` to a loop over little-endian classic pcap records in a buffer.
 
-    ``scan(buf, pos, end, todo, limit, lim, maxcap, run)`` walks at most ``todo`` records
+    ``scan(buf, pos, end, todo, limit, lim, maxcap, out)`` walks at most ``todo`` records
     of ``buf[:end]`` from ``pos`` and runs the program inline on each record's captured
-    bytes (one slice each), with the VM's verdicts. It stops before a record not wholly in
-    the buffer or longer than ``maxcap``, and before a kept record whose verdict is below
-    its captured length, whose captured length exceeds ``limit``, whose wire length is
-    below its captured length or whose sub-second field is ``>= lim``. Each stretch of
-    consecutive kept records is passed to ``run`` as one bytes slice. Returns ``(pos,
-    records done, kept, captured length of the last header read, stopped at an odd kept
-    record)``.
+    bytes (one slice of the record each), with the VM's verdicts. It stops before a record
+    not wholly in the buffer or longer than ``maxcap``, and before a kept record whose
+    verdict is below its captured length, whose captured length exceeds ``limit``, whose
+    wire length is below its captured length or whose sub-second field is ``>= lim``.
+    Each kept record (header and captured bytes, as stored) is appended to the list
+    ``out``. Returns ``(pos, records done, kept, captured length of the last header read,
+    stopped at an odd kept record)``.
 
     ``timed`` adds a last argument ``w``, a list ``[lo, hi, top]`` of nanosecond times: the
     scan also stops before any record earlier than ``lo`` and before a kept record at or
@@ -444,6 +529,6 @@ def make_scanner(insns: Sequence[Instruction], *, timed: bool = False) -> Scanne
     exec(compile(source, "<bpf-scanner>", "exec"), namespace)
     make = namespace["_make"]
     fn: Scanner = make(  # type: ignore[operator]
-        struct.Struct(">I").unpack_from, (_HEADER4 if timed else _HEADER3).unpack_from
+        struct.Struct(">I").unpack_from, (_HEADER4 if timed else _HEADER3).unpack_from, _StopScan
     )
     return fn

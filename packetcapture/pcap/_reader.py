@@ -465,7 +465,6 @@ class PcapReader:
         if limit is None:
             limit = maxcap
         runs: list[bytes] = []
-        run = runs.append
         kept = done = 0
         odd = False  # stopped before a record that needs the normal path
         while done < max_records:
@@ -474,12 +473,12 @@ class PcapReader:
             end = len(buf)
             todo = max_records - done
             if window is not None:
-                got = scanner(buf, pos, end, todo, limit, lim, maxcap, run, window)  # type: ignore[misc]
+                got = scanner(buf, pos, end, todo, limit, lim, maxcap, runs, window)  # type: ignore[misc]
             elif scanner is not None:
-                got = scanner(buf, pos, end, todo, limit, lim, maxcap, run)
+                got = scanner(buf, pos, end, todo, limit, lim, maxcap, runs)
             else:
                 got = self._scan_raw(
-                    buf, pos, end, todo, keep=keep, limit=limit, lim=lim, maxcap=maxcap, run=run
+                    buf, pos, end, todo, keep=keep, limit=limit, lim=lim, maxcap=maxcap, out=runs
                 )
             pos, i, n, caplen, odd = got
             kept += n
@@ -504,9 +503,10 @@ class PcapReader:
         limit: int,
         lim: int,
         maxcap: int,
-        run: Callable[[bytes], object],
+        out: list[bytes],
     ) -> tuple[int, int, int, int, bool]:
         """Run the record loop of :meth:`read_filtered_raw` calling ``keep`` (a scanner)."""
+        run = out.append
         unpack = self._unpack
         caplen = i = kept = 0
         odd = False  # stopped before a record that needs the normal path

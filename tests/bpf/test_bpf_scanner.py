@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import random
+import re
 import struct
 from collections.abc import Callable
 from functools import partial
@@ -40,15 +41,28 @@ def pack(frames: list[bytes]) -> tuple[bytes, list[int]]:
 
 
 def verdict_scanner(prog: BpfProgram) -> Callable[..., tuple[int, int, int, int, bool]]:
-    """The real scanner's source with one line added: every verdict is reported to run()."""
+    """The real scanner's source with every verdict also appended (an int) to ``out``.
+
+    Reported where the body keeps a record (``v = c262144; break``), where a helper's
+    verdict is tested, where a record is dropped and where a load outside the frame is
+    caught.
+    """
     src = _codegen.generate_scanner_source(prog.instructions)
-    hook = "\n                if v:\n"
-    assert src.count(hook) == 1
-    src = src.replace(hook, "\n                run(v)" + hook)
+    src, keeps = re.subn(r"^( +)v = c(\d+)\n\1break$", r"\1out.append(\2)\n\g<0>", src, flags=re.M)
+    src, calls = re.subn(
+        r"^( +)(v = .*\n)(\1if v:\n(?:\1    .*\n)+\1pos = nxt\n\1continue)$",
+        r"\1\2\1out.append(v)\n\3  # reported",
+        src,
+        flags=re.M,
+    )
+    src, drops = re.subn(r"^( +)pos = nxt\n\1continue$", r"\1out.append(0)\n\g<0>", src, flags=re.M)
+    hook = "pass  # a load outside the frame"
+    assert src.count(hook) == 1 and keeps + calls + drops > 0
+    src = src.replace(hook, "out.append(0)  #")
     ns: dict[str, object] = {"struct": struct}
     exec(compile(src, "<scanner-test>", "exec"), ns)
     make = ns["_make"]
-    return make(struct.Struct(">I").unpack_from, _codegen._HEADER3.unpack_from)  # type: ignore[operator,no-any-return]
+    return make(struct.Struct(">I").unpack_from, _codegen._HEADER3.unpack_from, _codegen._StopScan)  # type: ignore[operator,no-any-return]
 
 
 def scan_verdicts(prog: BpfProgram, frames: list[bytes]) -> list[int]:
@@ -58,7 +72,7 @@ def scan_verdicts(prog: BpfProgram, frames: list[bytes]) -> list[int]:
     got: list[object] = []
     pos = 0
     while pos < len(buf):
-        pos, _i, _kept, caplen, odd = scan(buf, pos, len(buf), _BIG, _BIG, _BIG, _BIG, got.append)
+        pos, _i, _kept, caplen, odd = scan(buf, pos, len(buf), _BIG, _BIG, _BIG, _BIG, got)
         if not odd:
             assert pos == len(buf), "the scanner stopped early"
             break
@@ -69,21 +83,20 @@ def scan_verdicts(prog: BpfProgram, frames: list[bytes]) -> list[int]:
 
 
 def check_real_scanner(prog: BpfProgram, frames: list[bytes]) -> None:
-    """The unmodified cached scanner: kept stretches, counts and odd stops as the VM says."""
+    """The unmodified cached scanner: kept records, counts and odd stops as the VM says."""
     buf, offs = pack(frames)
     scan = prog.pcap_scanner()
     want = [prog.run(f) for f in frames]
     pos, idx = 0, 0
     while idx < len(frames):
         runs: list[bytes] = []
-        pos2, done, kept, _cl, odd = scan(buf, pos, len(buf), _BIG, _BIG, _BIG, _BIG, runs.append)
+        pos2, done, kept, _cl, odd = scan(buf, pos, len(buf), _BIG, _BIG, _BIG, _BIG, runs)
         stop = idx + done
         assert pos2 == (offs[stop] if stop < len(frames) else len(buf))
         exp = [i for i in range(idx, stop) if want[i]]
         assert kept == len(exp)
-        assert b"".join(runs) == b"".join(buf[offs[i] : offs[i] + 16 + len(frames[i])] for i in exp)
-        # Each stretch is a maximal run of consecutive kept records.
-        assert len(runs) == sum(1 for j, i in enumerate(exp) if j == 0 or exp[j - 1] != i - 1)
+        # Each kept record is appended as stored: its header and captured bytes.
+        assert runs == [buf[offs[i] : offs[i] + 16 + len(frames[i])] for i in exp]
         if odd:
             assert 0 < want[stop] < len(frames[stop])
             pos, idx = offs[stop] + 16 + len(frames[stop]), stop + 1
@@ -173,26 +186,26 @@ def test_scanner_stops_like_the_reader_loop() -> None:
     buf, offs = pack([b"a" * 10, b"b" * 20, b"c" * 30])
     runs: list[bytes] = []
     # The third record runs past `end`: two done, stop at its header.
-    got = scan(buf, 0, len(buf) - 1, 10, _BIG, _BIG, _BIG, runs.append)
-    assert got == (offs[2], 2, 2, 30, False) and runs == [buf[: offs[2]]]
+    got = scan(buf, 0, len(buf) - 1, 10, _BIG, _BIG, _BIG, runs)
+    assert got == (offs[2], 2, 2, 30, False) and runs == [buf[: offs[1]], buf[offs[1] : offs[2]]]
     # A header cut short: struct.error ends the loop at that record.
     runs.clear()
-    got = scan(buf, 0, offs[2] + 8, 10, _BIG, _BIG, _BIG, runs.append)
+    got = scan(buf, 0, offs[2] + 8, 10, _BIG, _BIG, _BIG, runs)
     assert got[:3] == (offs[2], 2, 2)
     # todo bounds the records read; maxcap and limit stop before long records.
-    assert scan(buf, 0, len(buf), 1, _BIG, _BIG, _BIG, runs.append)[:3] == (
+    assert scan(buf, 0, len(buf), 1, _BIG, _BIG, _BIG, runs)[:3] == (
         offs[1],
         1,
         1,
     )
-    assert scan(buf, 0, len(buf), 9, _BIG, _BIG, 25, runs.append) == (
+    assert scan(buf, 0, len(buf), 9, _BIG, _BIG, 25, runs) == (
         offs[2],
         2,
         2,
         30,
         False,
     )
-    assert scan(buf, 0, len(buf), 9, 15, _BIG, _BIG, runs.append) == (
+    assert scan(buf, 0, len(buf), 9, 15, _BIG, _BIG, runs) == (
         offs[1],
         1,
         1,
@@ -200,7 +213,7 @@ def test_scanner_stops_like_the_reader_loop() -> None:
         True,
     )
     # Sub-second field out of range (record i has frac i % 1000).
-    assert scan(buf, 0, len(buf), 9, _BIG, 2, _BIG, runs.append) == (
+    assert scan(buf, 0, len(buf), 9, _BIG, 2, _BIG, runs) == (
         offs[2],
         2,
         2,
