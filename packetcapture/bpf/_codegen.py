@@ -86,6 +86,7 @@ class _Gen:
         self.base = 16 if scan else 0
         self.in_func = False
         self.keeps: set[int] = set()  # constant verdicts kept in the scanner's body
+        self.tables: set[str] = set()  # lookup tables the code indexes
         n = len(insns)
         self.preds = [0] * (n + 1)
         for pc, ins in enumerate(insns):
@@ -134,7 +135,7 @@ class _Gen:
         if size == op.B:
             return self.at(ins, 0, path), 0xFF
         if size == op.H:
-            return f"({self.at(ins, 0, path)} << 8 | {self.at(ins, 1, path)})", 0xFFFF
+            return f"({self.at(ins, 0, path)} * 256 + {self.at(ins, 1, path)})", 0xFFFF
         k = ins.k + self.base
         if ins.code & 0xE0 != op.IND:
             return f"_W(p, {k})[0]", _M32
@@ -177,12 +178,34 @@ class _Gen:
         if size == op.H and test == op.JSET and j.k & 0xFF:
             # Bytes tested apart, low byte first (so an out-of-bounds load still raises):
             # "p[21] or p[20] & 31" for IPv4's fragment test, no 16-bit value built.
-            low = lo if j.k & 0xFF == 0xFF else f"{lo} & {j.k & 0xFF}"
+            low = self.masked(lo, j.k, 0xFF)
             high = j.k >> 8 & 0xFF
             if not high:
                 return low, t, f
-            return f"{low} or {hi}" + ("" if high == 0xFF else f" & {high}"), t, f
+            return f"{low} or {self.masked(hi, high, 0xFF)}", t, f
+        if test == op.JSET:
+            return self.masked(expr, j.k, bound), t, f
         return _CMP[test].format(a=expr, v=j.k), t, f
+
+    def masked(self, expr: str, m: int, bound: int) -> str:
+        """Return ``expr & m`` for a value at most ``bound``: for a byte, a table lookup.
+
+        Python 3.11 specialises indexing a tuple with an int but not ``&``: ``_and31[p[36]]``
+        is cheaper than ``p[36] & 31``.
+        """
+        if bound > 0xFF:
+            return f"{expr} & {m}"
+        m &= 0xFF
+        if m == 0xFF:
+            return expr
+        if not m:
+            return f"{expr} & 0"  # still evaluated: a load outside the frame raises
+        self.tables.add(f"_and{m} = tuple(b & {m} for b in range(256))")
+        return f"_and{m}[{expr}]"
+
+    def preamble(self) -> list[str]:
+        """Return the lines defining the lookup tables the code uses (in ``_make``)."""
+        return sorted(self.tables)
 
     def ret(self, expr: str) -> list[str]:
         """Lines delivering the verdict ``expr``.
@@ -254,7 +277,10 @@ class _Gen:
                 return lines + self.goto(pc + 1 + k, depth, path)
             if cls == op.JMP:
                 v = self.xv(path) if code & op.X else str(k)
-                cond = _CMP[code & 0xF0].format(a="a", v=v)
+                if code & 0xF0 == op.JSET and v != "x":
+                    cond = self.masked("a", int(v), path.ba)
+                else:
+                    cond = _CMP[code & 0xF0].format(a="a", v=v)
                 t, f = pc + 1 + ins.jt, pc + 1 + ins.jf
                 if t == f:
                     return lines + self.goto(t, depth, path)
@@ -299,7 +325,8 @@ class _Gen:
             if mode == op.MEM:
                 return [f"x = m{k}"], path._replace(bx=_M32, cx=None)
             if mode == op.MSH:
-                return [f"x = (p[{k + self.base}] & 15) << 2"], path._replace(bx=60, cx=None)
+                self.tables.add("_msh = tuple((b & 15) << 2 for b in range(256))")
+                return [f"x = _msh[p[{k + self.base}]]"], path._replace(bx=60, cx=None)
             return [f"x = {self.length()}"], path._replace(bx=_M32, cx=None)
         if cls == op.ST:
             return [f"m{k} = a"], path._replace(mset=path.mset | {k})
@@ -342,7 +369,8 @@ class _Gen:
         elif o == op.ALUOp.MOD:
             return [*pre, f"a = a % {v}"], path._replace(ba=min(ba, max(bv - 1, 0)))
         elif o == op.ALUOp.AND:
-            return [f"a = a & {v}"], path._replace(ba=min(ba, bv))
+            expr = "a & x" if use_x else self.masked("a", k, ba)
+            return [f"a = {expr}"], path._replace(ba=min(ba, bv))
         elif o == op.ALUOp.OR:
             return [f"a = a | {v}"], path._replace(ba=(1 << max(ba, bv).bit_length()) - 1)
         elif o == op.ALUOp.XOR:
@@ -354,7 +382,7 @@ class _Gen:
         else:  # LSH
             if use_x:
                 return ["a = (a << x) & 0xFFFFFFFF if x < 32 else 0"], path._replace(ba=_M32)
-            bound, expr = ba << k, f"a << {k}"
+            bound, expr = ba << k, f"a * {1 << k}"  # a specialised operation, unlike <<
         if bound > _M32:
             return [*pre, f"a = ({expr}) & 0xFFFFFFFF"], path._replace(ba=_M32)
         return [*pre, f"a = {expr}"], path._replace(ba=bound)
@@ -364,7 +392,7 @@ def generate_source(insns: Sequence[Instruction], name: str = "bpf_filter") -> s
     """Return Python source defining ``name(p) -> int`` equivalent to the program."""
     gen = _Gen(insns)
     init, entry = gen.entry()
-    out = ["def _make(_W):"]
+    out = ["def _make(_W):", *("    " + s for s in gen.preamble())]
     for start in sorted(gen.funcs):
         out.append(f"    def _b{start}({gen.args}):")
         out += ["        " + s for s in gen.funcs[start]]
@@ -484,7 +512,7 @@ def generate_scanner_source(insns: Sequence[Instruction], *, timed: bool = False
     """Return Python source of the record scanner for the program (see :func:`make_scanner`)."""
     gen = _Gen(insns, scan=True)
     init, entry = gen.entry()
-    out = ["def _make(_W, _H, _StopScan):"]
+    out = ["def _make(_W, _H, _StopScan):", *("    " + s for s in gen.preamble())]
     for start in sorted(gen.funcs):
         out.append(f"    def _b{start}({gen.args}):")
         out += ["        " + s for s in gen.funcs[start]]
