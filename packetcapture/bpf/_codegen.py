@@ -25,6 +25,7 @@ indexes with a constant.)
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
@@ -426,9 +427,9 @@ _HEADER4 = struct.Struct("<IIII")  # the timed scanner's: with the seconds
 
 # The record loop of PcapReader.read_filtered_raw. The program's body goes in the inner
 # ``try`` (at 24 spaces): a dropped record costs nothing more, a kept one breaks out of the
-# ``for`` (the range iterator is re-entered after it) to the one copy of the checks that
-# say it can go out as stored. Header unpacking past the buffer's end raises struct.error,
-# the other stops raise _StopScan.
+# ``for`` to the one copy of the checks that say it can go out as stored, and the loop's
+# iterator (over record indices made once: no int made per record) is re-entered after
+# it. Header unpacking past the buffer's end raises struct.error, other stops _StopScan.
 _SCAN_HEAD = """\
     def scan(buf, pos, end, todo, limit, lim, maxcap, out{w}):
         unpack = _H
@@ -436,7 +437,7 @@ _SCAN_HEAD = """\
 {prologue}
         caplen = i = v = 0
         odd = False
-        it = iter(range(todo))
+        it = iter(_IDX[:todo] if todo <= 8192 else range(todo))
         try:
             while True:
                 for i in it:
@@ -485,7 +486,8 @@ _TIMED_PROLOGUE = """\
         lo_s = lo // 1000000000
         hi_s = hi // 1000000000
         mul = 1000000000 // lim
-        top_s = top_f = -1"""
+        top_s = top_f = -1
+        edge = False  # the latest kept record is in the horizon's second"""
 _TIMED_BEFORE = """\
                     if sec <= lo_s and sec * 1000000000 + frac * mul < lo:
                         odd = True
@@ -493,12 +495,13 @@ _TIMED_BEFORE = """\
 _TIMED_KEEP = """\
                 if sec == top_s:
                     if frac > top_f:
-                        if sec >= hi_s and sec * 1000000000 + frac * mul >= hi:
+                        if edge and sec * 1000000000 + frac * mul >= hi:
                             odd = True
                             break
                         top_f = frac
                 elif sec > top_s:
-                    if sec >= hi_s and sec * 1000000000 + frac * mul >= hi:
+                    edge = sec >= hi_s
+                    if edge and sec * 1000000000 + frac * mul >= hi:
                         odd = True
                         break
                     top_s = sec
@@ -512,7 +515,7 @@ def generate_scanner_source(insns: Sequence[Instruction], *, timed: bool = False
     """Return Python source of the record scanner for the program (see :func:`make_scanner`)."""
     gen = _Gen(insns, scan=True)
     init, entry = gen.entry()
-    out = ["def _make(_W, _H, _StopScan):", *("    " + s for s in gen.preamble())]
+    out = ["def _make(_W, _H, _StopScan, _IDX):", *("    " + s for s in gen.preamble())]
     for start in sorted(gen.funcs):
         out.append(f"    def _b{start}({gen.args}):")
         out += ["        " + s for s in gen.funcs[start]]
@@ -532,6 +535,12 @@ def generate_scanner_source(insns: Sequence[Instruction], *, timed: bool = False
     )
     out += [line for line in tail.splitlines() if line.strip()]
     return "\n".join(out) + "\n"
+
+
+@functools.cache
+def _indices() -> tuple[int, ...]:
+    """Return the record indices a scan counts with (ints made once, not per record)."""
+    return tuple(range(8192))
 
 
 def make_scanner(insns: Sequence[Instruction], *, timed: bool = False) -> Scanner:
@@ -556,7 +565,6 @@ def make_scanner(insns: Sequence[Instruction], *, timed: bool = False) -> Scanne
     namespace: dict[str, object] = {"struct": struct}
     exec(compile(source, "<bpf-scanner>", "exec"), namespace)
     make = namespace["_make"]
-    fn: Scanner = make(  # type: ignore[operator]
-        struct.Struct(">I").unpack_from, (_HEADER4 if timed else _HEADER3).unpack_from, _StopScan
-    )
+    header = (_HEADER4 if timed else _HEADER3).unpack_from
+    fn: Scanner = make(struct.Struct(">I").unpack_from, header, _StopScan, _indices())  # type: ignore[operator]
     return fn

@@ -62,7 +62,8 @@ def verdict_scanner(prog: BpfProgram) -> Callable[..., tuple[int, int, int, int,
     ns: dict[str, object] = {"struct": struct}
     exec(compile(src, "<scanner-test>", "exec"), ns)
     make = ns["_make"]
-    return make(struct.Struct(">I").unpack_from, _codegen._HEADER3.unpack_from, _codegen._StopScan)  # type: ignore[operator,no-any-return]
+    header, stop = _codegen._HEADER3.unpack_from, _codegen._StopScan
+    return make(struct.Struct(">I").unpack_from, header, stop, _codegen._indices())  # type: ignore[operator,no-any-return]
 
 
 def scan_verdicts(prog: BpfProgram, frames: list[bytes]) -> list[int]:
