@@ -13,6 +13,7 @@
    durability), and plain ``tcpdump -r -w`` beside it; the same packets out.
 
 Usage: python bench/bench_cli.py [--runs N] [--frames N] [--repeat N] [--skip-replay]
+[--skip-startup]
 Not a test: no timed asserts. On a loaded machine read the CPU column and the ratios.
 """
 
@@ -136,13 +137,14 @@ def bench_replay(frames: int, repeat: int, tmp: Path) -> None:
     tcpdump_out = tmp / "tcpdump.pcap"
     theirs = ["tcpdump", "-r", str(src), "-w", str(tcpdump_out), TCPDUMP_EXPR]
 
-    def run_ours(cmd: list[str]) -> tuple[float, int]:
+    def run_ours(cmd: list[str]) -> tuple[float, float, int]:
         shutil.rmtree(out_dir, ignore_errors=True)
-        wall, _ = timed(cmd)
+        wall, cpu = timed(cmd)
         files = [p for p in (out_dir / "ns" / "cap").iterdir() if p.suffix == ".pcap"]
-        return wall, sum(count_packets(p) for p in files)
+        return wall, cpu, sum(count_packets(p) for p in files)
 
-    def run_tcpdump(sync: bool) -> tuple[float, int]:
+    def run_tcpdump(sync: bool) -> tuple[float, float, int]:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         subprocess.run(theirs, check=True, capture_output=True)
         if sync:
@@ -151,7 +153,10 @@ def bench_replay(frames: int, repeat: int, tmp: Path) -> None:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        return time.perf_counter() - start, count_packets(tcpdump_out)
+        wall = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+        return wall, cpu, count_packets(tcpdump_out)
 
     tools = {
         "packetcapture run --replay": lambda: run_ours(ours),
@@ -160,27 +165,33 @@ def bench_replay(frames: int, repeat: int, tmp: Path) -> None:
         "tcpdump -r -w": lambda: run_tcpdump(False),
     }
     times: dict[str, list[float]] = {name: [] for name in tools}
+    cpus: dict[str, list[float]] = {name: [] for name in tools}
     kept: dict[str, set[int]] = {name: set() for name in tools}
-    for _ in range(repeat):
+    for _ in range(repeat):  # interleaved, so load changes hit every tool alike
         for name, tool in tools.items():
-            seconds, packets = tool()
+            seconds, cpu, packets = tool()
             times[name].append(seconds)
+            cpus[name].append(cpu)
             kept[name].add(packets)
     med = {name: statistics.median(t) for name, t in times.items()}
+    cpu_med = {name: statistics.median(t) for name, t in cpus.items()}
     print(f"\nReplay {frames:,} frames through '{TCPDUMP_EXPR}', process start to exit, "
-          f"median of {repeat}")  # fmt: skip
-    print(f"{'tool':30} {'seconds':>8} {'frames/s':>11} {'kept':>9}")
+          f"median of {repeat} (wall seconds; CPU = user + system of the process)")  # fmt: skip
+    print(f"{'tool':30} {'seconds':>8} {'cpu':>7} {'frames/s':>11} {'kept':>9}")
     for name in tools:
         packets = ",".join(f"{k:,}" for k in sorted(kept[name]))
-        print(f"{name:30} {med[name]:8.3f} {frames / med[name]:11,.0f} {packets:>9}")
+        print(f"{name:30} {med[name]:8.3f} {cpu_med[name]:7.3f} {frames / med[name]:11,.0f} "
+              f"{packets:>9}")  # fmt: skip
     if len({frozenset(k) for k in kept.values()}) != 1:
         print("WARNING: the tools kept different numbers of packets")
     for name in ("packetcapture run --replay", "  ... --replay-clock wall"):
         ratio = med["tcpdump -r -w, then fsync"] / med[name]
         plain = med["tcpdump -r -w"] / med[name]
+        cpu_ratio = cpu_med["tcpdump -r -w"] / cpu_med[name]
         verdict = "met" if ratio >= REPLAY_GOAL else "NOT met"
         print(f"{name.strip()}: vs tcpdump + fsync {ratio:.2f} (goal >= {REPLAY_GOAL}: "
-              f"{verdict}); vs plain tcpdump {plain:.2f}")  # fmt: skip
+              f"{verdict}); vs plain tcpdump {plain:.2f}; "
+              f"CPU time vs tcpdump's {cpu_ratio:.2f}")  # fmt: skip
 
 
 def main() -> None:
@@ -189,12 +200,14 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3, help="replay runs per tool")
     parser.add_argument("--skip-replay", action="store_true")
+    parser.add_argument("--skip-startup", action="store_true")
     args = parser.parse_args()
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="bench-cli-") as name:
         tmp = Path(name)
-        bench_startup(args.runs, tmp)
+        if not args.skip_startup:
+            bench_startup(args.runs, tmp)
         if not args.skip_replay:
             bench_replay(args.frames, args.repeat, tmp)
 

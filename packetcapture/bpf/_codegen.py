@@ -53,6 +53,22 @@ def _targets(pc: int, ins: Instruction) -> tuple[int, ...]:
     return (pc + 1,)
 
 
+def _prefetch(insns: Sequence[Instruction]) -> Instruction | None:
+    """Return the first instruction if it is a byte or 16-bit load at a fixed offset.
+
+    Its bytes are unpacked with the record header (a frame too short for them is dropped
+    before: the load would be outside it), saving the indexing every record pays.
+    """
+    first = insns[0] if insns else None
+    if first is not None and first.code in (op.LD | op.H | op.ABS, op.LD | op.B | op.ABS):
+        return first if first.k < 1024 else None
+    return None
+
+
+def _pre_size(ins: Instruction) -> int:
+    return 2 if ins.code & 0x18 == op.H else 1
+
+
 def _mem_live(insns: Sequence[Instruction]) -> list[frozenset[int]]:
     """For each pc, the scratch words the code from there may read before writing them."""
     live: list[frozenset[int]] = [frozenset()] * (len(insns) + 1)
@@ -88,6 +104,9 @@ class _Gen:
         self.in_func = False
         self.keeps: set[int] = set()  # constant verdicts kept in the scanner's body
         self.tables: set[str] = set()  # lookup tables the code indexes
+        # Scanner: the bytes of the first instruction's load come with the record header
+        # (one struct call, no indexing) as e0 (and e1): see _prefetch().
+        self.pre = _prefetch(insns) if scan else None
         n = len(insns)
         self.preds = [0] * (n + 1)
         for pc, ins in enumerate(insns):
@@ -125,6 +144,8 @@ class _Gen:
 
     def at(self, ins: Instruction, d: int, path: _Path) -> str:
         """Return the byte ``d`` of an ABS/IND load (or ``ldxb 4*([k]&0xf)``)."""
+        if ins is self.pre:
+            return f"e{d}"
         k = ins.k + d + self.base
         if ins.code & 0xE0 != op.IND:
             return f"p[{k}]"
@@ -441,7 +462,7 @@ _SCAN_HEAD = """\
         try:
             while True:
                 for i in it:
-                    {sec}frac, caplen, wire = unpack(buf, pos)
+{header}
                     nxt = pos + caplen + 16
                     if nxt > end or caplen > maxcap:
                         raise _StopScan
@@ -515,16 +536,27 @@ def generate_scanner_source(insns: Sequence[Instruction], *, timed: bool = False
     """Return Python source of the record scanner for the program (see :func:`make_scanner`)."""
     gen = _Gen(insns, scan=True)
     init, entry = gen.entry()
-    out = ["def _make(_W, _H, _StopScan, _IDX):", *("    " + s for s in gen.preamble())]
+    out = ["def _make(_W, _H, _H0, _StopScan, _IDX):", *("    " + s for s in gen.preamble())]
     for start in sorted(gen.funcs):
         out.append(f"    def _b{start}({gen.args}):")
         out += ["        " + s for s in gen.funcs[start]]
     # A kept record's verdict, capped at the writer's snap length: one test for both.
     prologue = [f"        c{k} = min(limit, {k})" for k in sorted(gen.keeps)]
+    fields = "sec, frac, caplen, wire" if timed else "frac, caplen, wire"
+    header = [f"{fields} = unpack(buf, pos)"]
+    if gen.pre is not None:
+        size = _pre_size(gen.pre)
+        pre = "e0, e1" if size == 2 else "e0"
+        # A record too short for the prefetched bytes, and only such a record, may end
+        # within them at the buffer's end: unpacked again without them, then dropped
+        # below (or stopped at, if it runs past ``end``).
+        header = ["try:", f"    {fields}, {pre} = unpack(buf, pos)", "except struct.error:"]
+        header += [f"    {fields} = _H0(buf, pos)", f"    {pre} = {'0, 0' if size == 2 else '0'}"]
+        entry = [f"if caplen < {gen.pre.k + size}:", "    pos = nxt", "    continue", *entry]
     head = _SCAN_HEAD.format(
         w=", w" if timed else "",
         prologue="\n".join([*prologue, *([_TIMED_PROLOGUE] if timed else [])]),
-        sec="sec, " if timed else "",
+        header="\n".join(" " * 20 + s for s in header),
         before=_TIMED_BEFORE if timed else "",
         init="\n".join(" " * 20 + s for s in init),
     )
@@ -561,10 +593,19 @@ def make_scanner(insns: Sequence[Instruction], *, timed: bool = False) -> Scanne
     after ``hi`` (both as odd records), and sets ``w[2]`` to the latest kept timestamp if
     above ``top``.
     """
-    source = generate_scanner_source(insns, timed=timed)
+    return _load_scanner(generate_scanner_source(insns, timed=timed), insns, timed=timed)
+
+
+def _load_scanner(source: str, insns: Sequence[Instruction], *, timed: bool) -> Scanner:
+    """Compile scanner ``source`` (generated for ``insns``) and bind what it uses."""
     namespace: dict[str, object] = {"struct": struct}
     exec(compile(source, "<bpf-scanner>", "exec"), namespace)
     make = namespace["_make"]
-    header = (_HEADER4 if timed else _HEADER3).unpack_from
-    fn: Scanner = make(struct.Struct(">I").unpack_from, header, _StopScan, _indices())  # type: ignore[operator]
+    plain = _HEADER4 if timed else _HEADER3
+    header = plain
+    pre = _prefetch(insns)
+    if pre is not None:  # the header, then the first load's bytes
+        header = struct.Struct(f"{plain.format}{pre.k}x{'BB' if _pre_size(pre) == 2 else 'B'}")
+    unpack = struct.Struct(">I").unpack_from
+    fn: Scanner = make(unpack, header.unpack_from, plain.unpack_from, _StopScan, _indices())  # type: ignore[operator]
     return fn

@@ -15,7 +15,7 @@ from functools import partial
 from typing import Any
 
 import pytest
-from bpf_reference import random_frame, random_rules
+from bpf_reference import ether, ipv4, l4, random_frame, random_rules
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_bpf_executor import random_program
@@ -59,11 +59,7 @@ def verdict_scanner(prog: BpfProgram) -> Callable[..., tuple[int, int, int, int,
     hook = "pass  # a load outside the frame"
     assert src.count(hook) == 1 and keeps + calls + drops > 0
     src = src.replace(hook, "out.append(0)  #")
-    ns: dict[str, object] = {"struct": struct}
-    exec(compile(src, "<scanner-test>", "exec"), ns)
-    make = ns["_make"]
-    header, stop = _codegen._HEADER3.unpack_from, _codegen._StopScan
-    return make(struct.Struct(">I").unpack_from, header, stop, _codegen._indices())  # type: ignore[operator,no-any-return]
+    return _codegen._load_scanner(src, prog.instructions, timed=False)
 
 
 def scan_verdicts(prog: BpfProgram, frames: list[bytes]) -> list[int]:
@@ -221,6 +217,25 @@ def test_scanner_stops_like_the_reader_loop() -> None:
         30,
         True,
     )
+
+
+@pytest.mark.parametrize("short", [b"", b"\x08", b"\x02" * 13])
+def test_short_record_at_the_end_of_the_buffer(short: bytes) -> None:
+    # The first load's bytes (the ethertype) are unpacked with the record header, so for
+    # a frame shorter than them at the very end of the buffer that read goes past the
+    # end: the record is still read, and dropped (the load is outside the frame).
+    prog = compile_filters([PacketCaptureRule("TCP", ["80"])])
+    assert "e0, e1 = unpack(buf, pos)" in _codegen.generate_scanner_source(prog.instructions)
+    kept = ether(0x800, ipv4(6, l4(1000, 80)))
+    frames = [kept, short, kept, short]
+    assert scan_verdicts(prog, frames) == [262144, 0, 262144, 0]
+    check_real_scanner(prog, frames)
+    buf, offs = pack(frames)
+    head = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
+    reader = PcapReader(io.BytesIO(head + buf))
+    got = reader.read_filtered_raw(10, _no_keep, scanner=prog.pcap_scanner())
+    assert got == (buf[offs[0] : offs[1]] + buf[offs[2] : offs[3]], 2, 4)
+    assert reader.read_filtered_raw(10, _no_keep, scanner=prog.pcap_scanner()) == (b"", 0, 0)
 
 
 def test_pcap_scanner_is_cached() -> None:
