@@ -14,6 +14,16 @@ from pathlib import Path
 import pytest
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+_MODULES = (
+    "packetcapture.cli._run",
+    "packetcapture.cli._validate",
+    "packetcapture.cli._files",
+    "packetcapture.cli._selector",
+    "packetcapture.cli._compile",
+    "packetcapture.cli._summary",
+    "packetcapture.cli._node",
+    "packetcapture.cli._kube",
+)
 
 # Dependencies and subpackages that parsing arguments never needs.
 HEAVY = (
@@ -79,8 +89,51 @@ def test_import_cli_loads_no_heavy_module() -> None:
 def test_parsing_loads_no_heavy_module(argv: list[str]) -> None:
     code = "import sys\nfrom packetcapture.cli import main\nsys.exit(main(sys.argv[1:]))\n"
     loaded = _loaded_after(code, *argv)
-    assert "packetcapture.cli._run" in loaded  # the parser was built
+    assert loaded & set(_MODULES)  # the parser was built
     assert loaded.isdisjoint(HEAVY), sorted(loaded & set(HEAVY))
+
+
+def test_commands_name_the_module_registering_each_command() -> None:
+    import argparse
+    import importlib
+
+    from packetcapture.cli import COMMAND_MODULES, COMMANDS, _Parser
+
+    registered: dict[str, str] = {}
+    for module in COMMAND_MODULES:
+        parser = _Parser(prog="packetcapture")
+        sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+        importlib.import_module(module).register(sub)
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                registered.update(dict.fromkeys(action.choices, module))
+    assert registered == COMMANDS
+
+
+@pytest.mark.parametrize(
+    ("argv", "built"),
+    [
+        (["run", "--help"], {"run"}),
+        (["-v", "validate", "--help"], {"validate"}),
+        # copy/clean take --kubernetes and its flags from _kube.
+        (["-v", "merge", "--help"], {"files", "kube"}),
+        (["-vv", "--verbose", "get", "--help"], {"kube"}),
+    ],
+)
+def test_a_named_command_builds_only_its_module(argv: list[str], built: set[str]) -> None:
+    code = "import sys\nfrom packetcapture.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+    loaded = _loaded_after(code, *argv)
+    # _run also holds the flag types other commands share.
+    allowed = {f"packetcapture.cli._{name}" for name in built | {"run"}}
+    assert loaded & set(_MODULES) <= allowed
+    assert {f"packetcapture.cli._{name}" for name in built} <= loaded
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["-v"], ["frob"], ["-h", "run"], []])
+def test_no_command_named_builds_every_command(argv: list[str]) -> None:
+    code = "import sys\nfrom packetcapture.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+    loaded = _loaded_after(code, *argv)
+    assert set(_MODULES) <= loaded
 
 
 def test_validate_loads_what_it_needs_and_no_more() -> None:

@@ -33,6 +33,25 @@ COMMAND_MODULES = [
     "packetcapture.cli._node",
     "packetcapture.cli._kube",
 ]
+# The module registering each command (a test checks it against what they register): a
+# command line naming one builds only that module's parsers, not all fifteen.
+COMMANDS = {
+    "run": "packetcapture.cli._run",
+    "status": "packetcapture.cli._run",
+    "plan": "packetcapture.cli._run",
+    "validate": "packetcapture.cli._validate",
+    "copy": "packetcapture.cli._files",
+    "clean": "packetcapture.cli._files",
+    "merge": "packetcapture.cli._files",
+    "selector": "packetcapture.cli._selector",
+    "compile": "packetcapture.cli._compile",
+    "summary": "packetcapture.cli._summary",
+    "node": "packetcapture.cli._node",
+    "get": "packetcapture.cli._kube",
+    "describe": "packetcapture.cli._kube",
+    "stream": "packetcapture.cli._kube",
+    "follow": "packetcapture.cli._kube",
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -53,8 +72,13 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {one_line(message)} (see '{self.prog} --help')\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Build the full argument parser with every subcommand registered."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """Build the argument parser with every subcommand registered.
+
+    With ``command`` (a name in :data:`COMMANDS`) only the parsers of the module defining it
+    are built: enough to parse a command line naming it, at a fraction of the start-up.
+    """
+    modules = [COMMANDS[command]] if command in COMMANDS else COMMAND_MODULES
     parser = _Parser(
         prog="packetcapture",
         description="Calico PacketCapture: validate, select, compile filters and capture.",
@@ -64,12 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="count", default=0, help="log more (repeat for debug)"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name in COMMAND_MODULES:
+    for name in modules:
         importlib.import_module(name).register(sub)
     # `-v` also after the subcommand (`packetcapture run -v ...`); counts add up with the
     # ones before it. A parser registered under aliases gets the flag once.
-    for command in {id(p): p for p in sub.choices.values()}.values():
-        command.add_argument(
+    for each in {id(p): p for p in sub.choices.values()}.values():
+        each.add_argument(
             "-v",
             "--verbose",
             dest="sub_verbose",
@@ -92,7 +116,9 @@ def _subcommand(parser: argparse.ArgumentParser, name: str | None) -> argparse.A
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return its exit code (the console script exits with it)."""
     _undecodable_names_printable()
-    parser = build_parser()
+    if argv is None:
+        argv = sys.argv[1:]
+    parser = build_parser(_command_named(argv))
     args, extra = parser.parse_known_args(argv)
     if extra:
         # Report it as the subcommand's error, pointing at `packetcapture COMMAND --help`.
@@ -117,6 +143,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"packetcapture: error: {_one_line(str(exc))}", file=sys.stderr)
         return 1
     return code
+
+
+def _command_named(argv: Sequence[str]) -> str | None:
+    """Return the subcommand ``argv`` names, or None when it names none (or asks for help).
+
+    Only the top level's own options may come before it: ``-v``/``--verbose`` (``-vv``).
+    Anything else there (``--help``, ``--version``, a typo) gets the full parser, whose
+    help and errors list every command.
+    """
+    for arg in argv:
+        if arg == "--verbose" or (arg.startswith("-v") and set(arg[1:]) == {"v"}):
+            continue
+        return arg if arg in COMMANDS else None
+    return None
 
 
 def _undecodable_names_printable() -> None:
