@@ -221,6 +221,11 @@ _RUN_REPLAY_UNNEEDED = (
     "difflib",
     "packetcapture.backends.afpacket",
     "packetcapture.backends.memory",
+    "hashlib",  # OpenSSL: only a status file name too long for the file system needs it
+    "ctypes",  # timerfd: only a paced replay (--speed) needs it
+    "packetcapture.pcap._merge",
+    "packetcapture.cli._kube",  # other commands' parsers are not built
+    "packetcapture.cli._summary",
 )
 
 
