@@ -260,3 +260,22 @@ def test_validate_loads_no_capture_machinery() -> None:
     loaded = _loaded_after(code, "validate", "-q", str(EXAMPLES / "sample-capture.yaml"))
     unneeded = {"lark", "importlib.metadata", "socket", "ctypes", "packetcapture.backends"}
     assert loaded.isdisjoint(unneeded), sorted(loaded & unneeded)
+
+
+@pytest.mark.parametrize(("as_program", "frozen"), [(True, True), (False, False)])
+def test_only_a_program_run_freezes_what_its_imports_made(as_program: bool, frozen: bool) -> None:
+    # Run as the program, the command's imports are moved out of the collector's sight
+    # (exit is cheaper); main() called by a library or a test leaves the collector alone.
+    sample = str(EXAMPLES / "sample-capture.yaml")
+    call = "main()" if as_program else f"main(['validate', '-q', {sample!r}])"
+    code = (
+        "import atexit, gc, sys\n"
+        "atexit.register(lambda: print('frozen', gc.get_freeze_count(), file=sys.stderr))\n"
+        "from packetcapture.cli import main\n"
+        f"code = {call}\n"
+        "assert code == 0, code\n"
+    )
+    done = _run(code, "validate", "-q", sample)
+    assert done.returncode == 0, done.stderr
+    count = int(done.stderr.split("frozen ")[-1])
+    assert (count > 10_000) is frozen, count

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from typing import Any, NoReturn
 
-__all__ = ["main"]
+__all__ = ["imports_done", "main"]
 
 # Subcommand modules, in the order `--help` lists them.
 COMMAND_MODULES = [
@@ -52,6 +52,25 @@ COMMANDS = {
     "stream": "packetcapture.cli._kube",
     "follow": "packetcapture.cli._kube",
 }
+
+
+# True while main() runs as the program (its arguments from sys.argv), not a library call.
+_as_program = False
+
+
+def imports_done() -> None:
+    """Tell the CLI that a command has imported what it needs (called by the commands).
+
+    Run as the program, the objects those imports made (classes, functions, modules: all
+    live until exit) are moved out of the garbage collector's sight with ``gc.freeze()``:
+    the collections at interpreter exit then skip them, about 15 ms of every short command.
+    Objects the command makes later are collected as usual. A library call of main() (a
+    test, an embedding program) freezes nothing.
+    """
+    if _as_program:
+        import gc
+
+        gc.freeze()
 
 
 class _Parser(argparse.ArgumentParser):
@@ -115,8 +134,10 @@ def _subcommand(parser: argparse.ArgumentParser, name: str | None) -> argparse.A
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return its exit code (the console script exits with it)."""
+    global _as_program  # noqa: PLW0603 - one flag for the process's one program run
     _undecodable_names_printable()
     if argv is None:
+        _as_program = True
         argv = sys.argv[1:]
     parser = build_parser(_command_named(argv))
     args, extra = parser.parse_known_args(argv)
