@@ -212,7 +212,17 @@ def test_defaults_are_one_value_everywhere() -> None:
 
 # What each command must not load: the parts of the package it does not use, and the
 # dependencies those parts bring (start-up time is mostly imports and what they build).
-_SELECTOR_UNNEEDED = ("attr", "attrs", "cattrs", "lark", "yaml", "hashlib", "packetcapture.model")
+_SELECTOR_UNNEEDED = (
+    "attr",
+    "attrs",
+    "cattrs",
+    "lark",
+    "yaml",
+    "hashlib",
+    "packetcapture.model",
+    "typing",  # annotations only (TYPE_CHECKING); the generic index loads on first use
+    "packetcapture.selector._index",
+)
 _RUN_REPLAY_UNNEEDED = (
     "lark",
     "importlib.metadata",  # the entry-point scan: shipped backends resolve without it
