@@ -289,3 +289,25 @@ def test_only_a_program_run_freezes_what_its_imports_made(as_program: bool, froz
     assert done.returncode == 0, done.stderr
     count = int(done.stderr.split("frozen ")[-1])
     assert (count > 10_000) is frozen, count
+
+
+@pytest.mark.parametrize("columns", ["60", "200", "abc", "0", "-5", None])
+def test_help_width_is_what_shutil_would_say(
+    monkeypatch: pytest.MonkeyPatch, columns: str | None
+) -> None:
+    # The CLI's formatter finds the width without importing shutil; the same answer.
+    import shutil
+
+    from packetcapture.cli import _terminal_columns
+
+    if columns is None:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    else:
+        monkeypatch.setenv("COLUMNS", columns)
+    assert _terminal_columns() == shutil.get_terminal_size().columns
+
+
+def test_parsing_a_command_loads_no_shutil() -> None:
+    code = "import sys\nfrom packetcapture.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+    loaded = _loaded_after(code, "validate", "-q", str(EXAMPLES / "sample-capture.yaml"))
+    assert "shutil" not in loaded
