@@ -307,6 +307,24 @@ def test_help_width_is_what_shutil_would_say(
     assert _terminal_columns() == shutil.get_terminal_size().columns
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["validate", str(EXAMPLES / "sample-capture.yaml"), str(EXAMPLES / "endpoints.yaml")],
+        ["validate", "-v", str(EXAMPLES / "sample-capture-scheduled.yaml")],
+        ["validate", str(EXAMPLES / "traffic" / "cali1a2b3c4d5e6.pcap")],  # not YAML
+        ["compile", str(EXAMPLES / "sample-capture.yaml")],
+        ["selector", "app == 'web'", "--labels", "app=web"],
+    ],
+)
+def test_commands_that_log_nothing_do_not_load_logging(argv: list[str]) -> None:
+    # They set logs=False: nothing on their path may import logging (or a warning would
+    # come out without the CLI's own form).
+    code = "import sys\nfrom packetcapture.cli import main\nmain(sys.argv[1:])\n"
+    loaded = _loaded_after(code, *argv)
+    assert "logging" not in loaded
+
+
 def test_parsing_a_command_loads_no_shutil() -> None:
     code = "import sys\nfrom packetcapture.cli import main\nsys.exit(main(sys.argv[1:]))\n"
     loaded = _loaded_after(code, "validate", "-q", str(EXAMPLES / "sample-capture.yaml"))

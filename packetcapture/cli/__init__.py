@@ -183,10 +183,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if extra:
         # Report it as the subcommand's error, pointing at `packetcapture COMMAND --help`.
         _subcommand(parser, args.command).error(f"unrecognized arguments: {' '.join(extra)}")
-    # Only now: --help, --version and usage errors never need logging.
-    from packetcapture.cli._log import setup_logging
+    # Only now: --help, --version and usage errors never need logging; nor do commands
+    # whose code logs nothing (they set `logs=False`), which skip importing logging.
+    if getattr(args, "logs", True):
+        from packetcapture.cli._log import setup_logging
 
-    setup_logging(args.verbose + getattr(args, "sub_verbose", 0))
+        setup_logging(args.verbose + getattr(args, "sub_verbose", 0))
     func = getattr(args, "func", None)
     if func is None:
         parser.print_help(sys.stderr)

@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("files", nargs="+", metavar="FILE")
     parser.add_argument("-q", "--quiet", action="store_true", help="print problems only")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, logs=False)  # nothing on its path logs
 
 
 def run(args: argparse.Namespace) -> int:
