@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from typing import Any, NoReturn
 
-__all__ = ["imports_done", "main"]
+__all__ = ["main"]
 
 # Subcommand modules, in the order `--help` lists them.
 COMMAND_MODULES = [
