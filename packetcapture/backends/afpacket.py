@@ -35,10 +35,8 @@ import struct
 import sys
 import threading
 import time
-from array import array
 from collections.abc import Callable
-from itertools import chain, repeat
-from operator import floordiv
+from itertools import chain
 from typing import TYPE_CHECKING, TypeVar
 
 from packetcapture.backends._errors import interface_gone, map_os_error, map_os_errors
@@ -106,6 +104,9 @@ _SKIP_MAX = 1024
 _VLAN_BIT = bytes(b & TP_STATUS_VLAN_VALID for b in range(256))
 # The ring's headers are in host order; the run copy keeps their bytes as record headers.
 _LITTLE = sys.byteorder == "little"
+# See _to_microseconds.
+_USEC_MUL = -(-(1 << 40) // 1000)
+_USEC_LANE = (0xFFFFF).to_bytes(8, "little")
 # sockaddr_ll follows the 48-byte tpacket3_hdr; sll_pkttype is its byte 10.
 _TP3_PKTTYPE_OFFSET = 48 + 10
 # struct tpacket_auxdata: tp_status, tp_len, tp_snaplen, tp_mac, tp_net, tp_vlan_tci,
@@ -665,8 +666,13 @@ def _take_run(
     with mv[off : off + n * stride] as region:
         if not nano:
             with region.cast("I") as words, words[2 :: stride // 4] as nsecs:
-                nsecs[:] = array("I", map(floordiv, nsecs.tolist(), repeat(1000)))
-        rows = _run_struct(mac, snap, stride).iter_unpack(region)
+                _to_microseconds(nsecs)
+        # _MIN_RUN frames per struct pass (fewer tuples), then the rest one by one
+        whole = n - n % _MIN_RUN
+        rows = chain(
+            _run_struct(mac, snap, stride, _MIN_RUN).iter_unpack(region[: whole * stride]),
+            _run_struct(mac, snap, stride, 1).iter_unpack(region[whole * stride :]),
+        )
         parts.append(b"".join(chain.from_iterable(rows)))
     return off + n * stride, n
 
@@ -691,6 +697,25 @@ def _alike(mv: memoryview, off: int, k: int, *, stride: int, snap: int) -> int:
     return n
 
 
+def _to_microseconds(column: memoryview) -> None:
+    """Divide each 32-bit nanosecond count of ``column`` by 1000 (truncating), in place.
+
+    No Python step per value: the values go into 64-bit lanes of one big integer, which is
+    multiplied by ceil(2**40 / 1000) and shifted right by 40 bits. A product stays below
+    2**60 (values are under 10**9), so lanes do not overlap, and for such values
+    ``v * _USEC_MUL >> 40 == v // 1000`` exactly; the mask drops what the shift brought
+    down from the next lane (the quotients need 20 bits).
+    """
+    n = len(column)
+    lanes = bytearray(8 * n)
+    with memoryview(lanes) as view, view.cast("I") as low:
+        low[0::2] = column
+    wide = int.from_bytes(lanes, "little") * _USEC_MUL >> 40
+    wide &= int.from_bytes(_USEC_LANE * n, "little")
+    with memoryview(wide.to_bytes(8 * n, "little")) as view, view.cast("I") as low:
+        column[:] = low[0::2]
+
+
 def _first_diff(got: bytes, want: bytes, size: int) -> int:
     """Index of the first ``size``-byte item where ``got`` and ``want`` differ, else the count.
 
@@ -704,9 +729,9 @@ def _first_diff(got: bytes, want: bytes, size: int) -> int:
 
 
 @functools.lru_cache(maxsize=64)
-def _run_struct(mac: int, snap: int, stride: int) -> struct.Struct:
-    """One frame of a run: its record header (bytes 4-20) and its data, padding skipped."""
-    return struct.Struct(f"4x16s{mac - 20}x{snap}s{stride - mac - snap}x")
+def _run_struct(mac: int, snap: int, stride: int, frames: int) -> struct.Struct:
+    """``frames`` frames of a run: each one's record header (bytes 4-20) and data."""
+    return struct.Struct(f"4x16s{mac - 20}x{snap}s{stride - mac - snap}x" * frames)
 
 
 def _add_vlan(data: bytes, wire: int, tci: int, tpid: int, status: int) -> tuple[bytes, int]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import mmap
 import struct
+from array import array
 from typing import Any
 
 import pytest
@@ -150,6 +151,18 @@ def traffic(draw: st.DrawFn) -> list[Frame]:
     n = len(frames)
     stamps = sorted(draw(st.lists(st.integers(0, 3 * 10**9), min_size=n, max_size=n)))
     return [(d, e, v, m, t) for (d, e, v, m, _), t in zip(frames, stamps, strict=True)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 10**9 - 1), max_size=300), st.integers(1, 5))
+def test_nanoseconds_to_microseconds_in_place(values: list[int], every: int) -> None:
+    column = array("I", [4242] * (every * len(values)))
+    column[::every] = array("I", values)
+    with memoryview(column) as view, view[::every] as nsecs:
+        afpacket._to_microseconds(nsecs)
+    assert list(column[::every]) == [v // 1000 for v in values]
+    for k in range(1, every):  # the values between are left alone
+        assert set(column[k::every]) <= {4242}
 
 
 @settings(max_examples=150, deadline=None)
