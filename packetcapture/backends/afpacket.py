@@ -658,6 +658,14 @@ def _take_run(
     k = min(most, (end - off) // stride)
     if k < _MIN_RUN:
         return off, 0
+    # Mixed traffic fails here, cheaply: the next frame, or the last one a shortest run
+    # would have (if an earlier one differs, whatever is there is unlikely to match).
+    head = stride, snap, mac
+    unpack = _TP3_RUN.unpack_from
+    for i in (1, _MIN_RUN - 1):
+        nxt_i, snap_i, status_i, mac_i = unpack(mv, off + i * stride)
+        if (nxt_i, snap_i, mac_i) != head or status_i & TP_STATUS_VLAN_VALID:
+            return off, 0
     n = _alike(mv, off, min(k, _MIN_RUN * 4), stride=stride, snap=snap)
     if n == min(k, _MIN_RUN * 4) < k:
         n = _alike(mv, off, k, stride=stride, snap=snap)
