@@ -9,7 +9,9 @@ in ``__init__`` with :func:`set_field`.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up)
+if TYPE_CHECKING:
+    from typing import Any, ClassVar
 
 __all__ = ["Frozen", "set_field"]
 

@@ -7,8 +7,9 @@ rules). Constructors normalise friendly inputs (a port may be given as ``80``, `
 :func:`packetcapture.validate` or load through :func:`packetcapture.loads`, which always do.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: the fields' types are evaluated once, as the
+# classes are made, so cattrs need not resolve each string annotation (a compile() per field)
+# when it generates a converter.
 import datetime as _dt
 import enum
 import re
@@ -70,12 +71,12 @@ class PortRange:
     max: int
 
     @classmethod
-    def single(cls, port: int) -> PortRange:
+    def single(cls, port: int) -> "PortRange":
         """Return the range holding just ``port``."""
         return cls(port, port)
 
     @classmethod
-    def parse(cls, value: int | str | PortRange) -> PortRange:
+    def parse(cls, value: "int | str | PortRange") -> "PortRange":
         """Parse ``80``, ``"80"`` or ``"8000:8080"``.
 
         Raises ``ValueError`` for anything else, with Calico's wording for named ports and

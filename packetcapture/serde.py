@@ -13,7 +13,6 @@ import contextlib
 import datetime as _dt
 import functools
 import gc
-import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from os import PathLike
@@ -243,15 +242,46 @@ def _renames(cls: type) -> dict[str, Any]:
     return {a.name: override(rename=_camel(a.name)) for a in attrs.fields(cls) if a.name != "extra"}
 
 
+def _structure_fn(cls: type[T], conv: cattrs.Converter, **kwargs: Any) -> Callable[[Any, type], T]:
+    """Return cattrs' generated structure hook for ``cls``, generated when first called.
+
+    Generating one compiles its code (about a millisecond): a process that never loads a
+    class (a status, say) does not pay for its hook. The field hooks it binds are looked up
+    then, when every hook is registered.
+    """
+    made: list[Callable[[Any, type], T]] = []
+
+    def structure(value: Any, t: type) -> T:
+        if not made:
+            made.append(make_dict_structure_fn(cls, conv, **kwargs))
+        return made[0](value, t)
+
+    return structure
+
+
+def _unstructure_fn(
+    cls: type[T], conv: cattrs.Converter, **kwargs: Any
+) -> Callable[[T], dict[str, Any]]:
+    """Return cattrs' generated unstructure hook for ``cls``, generated when first called."""
+    made: list[Callable[[T], dict[str, Any]]] = []
+
+    def unstructure(obj: T) -> dict[str, Any]:
+        if not made:
+            made.append(make_dict_unstructure_fn(cls, conv, **kwargs))
+        return made[0](obj)
+
+    return unstructure
+
+
 def _with_extra(
     conv: cattrs.Converter, cls: type[T]
 ) -> tuple[Callable[[Any, type], T], Callable[[T], dict[str, Any]]]:
     """Hooks for a class whose unknown wire fields are kept in its ``extra`` dict."""
     known = {_camel(a.name) for a in attrs.fields(cls) if a.name != "extra"}  # type: ignore[arg-type]
-    gen_s = make_dict_structure_fn(
+    gen_s = _structure_fn(
         cls, conv, _cattrs_forbid_extra_keys=True, extra=override(omit=True), **_renames(cls)
     )
-    gen_u = make_dict_unstructure_fn(
+    gen_u = _unstructure_fn(
         cls, conv, _cattrs_omit_if_default=True, extra=override(omit=True), **_renames(cls)
     )
 
@@ -322,11 +352,11 @@ def make_converter() -> cattrs.Converter:
         conv.register_structure_hook(
             cls,
             _mapping_only(
-                make_dict_structure_fn(cls, conv, _cattrs_forbid_extra_keys=True, **_renames(cls))
+                _structure_fn(cls, conv, _cattrs_forbid_extra_keys=True, **_renames(cls))
             ),
         )
         conv.register_unstructure_hook(
-            cls, make_dict_unstructure_fn(cls, conv, _cattrs_omit_if_default=True, **_renames(cls))
+            cls, _unstructure_fn(cls, conv, _cattrs_omit_if_default=True, **_renames(cls))
         )
 
     _checked(conv, PacketCaptureRule, _v.rule_problems)
@@ -377,7 +407,7 @@ def make_converter() -> cattrs.Converter:
 
     for top in (PacketCapture, WorkloadEndpoint):
         conv.register_structure_hook(
-            top, _mapping_only(make_dict_structure_fn(top, conv, _cattrs_forbid_extra_keys=True))
+            top, _mapping_only(_structure_fn(top, conv, _cattrs_forbid_extra_keys=True))
         )
     wep_top = conv.get_structure_hook(WorkloadEndpoint)
 
@@ -390,7 +420,7 @@ def make_converter() -> cattrs.Converter:
         return wep
 
         conv.register_unstructure_hook(
-            top, make_dict_unstructure_fn(top, conv, _cattrs_omit_if_default=True)
+            top, _unstructure_fn(top, conv, _cattrs_omit_if_default=True)
         )
 
     def reserved_labels(value: Any) -> list[Problem]:
@@ -475,8 +505,8 @@ def _checked(
     always: tuple[str, ...] = (),
 ) -> None:
     """Register hooks for ``cls`` that also run Calico's semantic checks after structuring."""
-    gen_s = make_dict_structure_fn(cls, conv, _cattrs_forbid_extra_keys=True, **_renames(cls))
-    gen_u = make_dict_unstructure_fn(cls, conv, _cattrs_omit_if_default=True, **_renames(cls))
+    gen_s = _structure_fn(cls, conv, _cattrs_forbid_extra_keys=True, **_renames(cls))
+    gen_u = _unstructure_fn(cls, conv, _cattrs_omit_if_default=True, **_renames(cls))
 
     def structure(value: Any, t: type) -> T:
         if not isinstance(value, Mapping):
@@ -787,6 +817,8 @@ def _parse_documents(text: str) -> list[Any]:
     """Parse YAML (or JSON, a subset) into plain Python documents, refusing hostile input."""
     stripped = text.lstrip()
     if stripped[:1] in ("{", "["):
+        import json  # here: YAML documents, the usual input, never need it
+
         try:
             return [json.loads(text, object_pairs_hook=_unique_pairs)]
         except RecursionError:
@@ -970,6 +1002,8 @@ def dumps(obj: Resource | Iterable[Resource], format: Literal["yaml", "json"] = 
     else:
         data = {"apiVersion": "v1", "kind": "List", "items": [to_dict(o) for o in obj]}
     if format == "json":
+        import json
+
         return json.dumps(data, indent=2) + "\n"
     if format == "yaml":
         return yaml.safe_dump(data, sort_keys=False, default_flow_style=False)

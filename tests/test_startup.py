@@ -14,6 +14,16 @@ from pathlib import Path
 import pytest
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+_MODULES = (
+    "packetcapture.cli._run",
+    "packetcapture.cli._validate",
+    "packetcapture.cli._files",
+    "packetcapture.cli._selector",
+    "packetcapture.cli._compile",
+    "packetcapture.cli._summary",
+    "packetcapture.cli._node",
+    "packetcapture.cli._kube",
+)
 
 # Dependencies and subpackages that parsing arguments never needs.
 HEAVY = (
@@ -79,8 +89,51 @@ def test_import_cli_loads_no_heavy_module() -> None:
 def test_parsing_loads_no_heavy_module(argv: list[str]) -> None:
     code = "import sys\nfrom packetcapture.cli import main\nsys.exit(main(sys.argv[1:]))\n"
     loaded = _loaded_after(code, *argv)
-    assert "packetcapture.cli._run" in loaded  # the parser was built
+    assert loaded & set(_MODULES)  # the parser was built
     assert loaded.isdisjoint(HEAVY), sorted(loaded & set(HEAVY))
+
+
+def test_commands_name_the_module_registering_each_command() -> None:
+    import argparse
+    import importlib
+
+    from packetcapture.cli import COMMAND_MODULES, COMMANDS, _Parser
+
+    registered: dict[str, str] = {}
+    for module in COMMAND_MODULES:
+        parser = _Parser(prog="packetcapture")
+        sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+        importlib.import_module(module).register(sub)
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                registered.update(dict.fromkeys(action.choices, module))
+    assert registered == COMMANDS
+
+
+@pytest.mark.parametrize(
+    ("argv", "built"),
+    [
+        (["run", "--help"], {"run"}),
+        (["-v", "validate", "--help"], {"validate"}),
+        # copy/clean take --kubernetes and its flags from _kube.
+        (["-v", "merge", "--help"], {"files", "kube"}),
+        (["-vv", "--verbose", "get", "--help"], {"kube"}),
+    ],
+)
+def test_a_named_command_builds_only_its_module(argv: list[str], built: set[str]) -> None:
+    code = "import sys\nfrom packetcapture.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+    loaded = _loaded_after(code, *argv)
+    # _run also holds the flag types other commands share.
+    allowed = {f"packetcapture.cli._{name}" for name in built | {"run"}}
+    assert loaded & set(_MODULES) <= allowed
+    assert {f"packetcapture.cli._{name}" for name in built} <= loaded
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["-v"], ["frob"], ["-h", "run"], []])
+def test_no_command_named_builds_every_command(argv: list[str]) -> None:
+    code = "import sys\nfrom packetcapture.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+    loaded = _loaded_after(code, *argv)
+    assert set(_MODULES) <= loaded
 
 
 def test_validate_loads_what_it_needs_and_no_more() -> None:
@@ -159,7 +212,17 @@ def test_defaults_are_one_value_everywhere() -> None:
 
 # What each command must not load: the parts of the package it does not use, and the
 # dependencies those parts bring (start-up time is mostly imports and what they build).
-_SELECTOR_UNNEEDED = ("attr", "attrs", "cattrs", "lark", "yaml", "hashlib", "packetcapture.model")
+_SELECTOR_UNNEEDED = (
+    "attr",
+    "attrs",
+    "cattrs",
+    "lark",
+    "yaml",
+    "hashlib",
+    "packetcapture.model",
+    "typing",  # annotations only (TYPE_CHECKING); the generic index loads on first use
+    "packetcapture.selector._index",
+)
 _RUN_REPLAY_UNNEEDED = (
     "lark",
     "importlib.metadata",  # the entry-point scan: shipped backends resolve without it
@@ -168,6 +231,11 @@ _RUN_REPLAY_UNNEEDED = (
     "difflib",
     "packetcapture.backends.afpacket",
     "packetcapture.backends.memory",
+    "hashlib",  # OpenSSL: only a status file name too long for the file system needs it
+    "ctypes",  # timerfd: only a paced replay (--speed) needs it
+    "packetcapture.pcap._merge",
+    "packetcapture.cli._kube",  # other commands' parsers are not built
+    "packetcapture.cli._summary",
 )
 
 
@@ -202,3 +270,62 @@ def test_validate_loads_no_capture_machinery() -> None:
     loaded = _loaded_after(code, "validate", "-q", str(EXAMPLES / "sample-capture.yaml"))
     unneeded = {"lark", "importlib.metadata", "socket", "ctypes", "packetcapture.backends"}
     assert loaded.isdisjoint(unneeded), sorted(loaded & unneeded)
+
+
+@pytest.mark.parametrize(("as_program", "frozen"), [(True, True), (False, False)])
+def test_only_a_program_run_freezes_what_its_imports_made(as_program: bool, frozen: bool) -> None:
+    # Run as the program, the command's imports are moved out of the collector's sight
+    # (exit is cheaper); main() called by a library or a test leaves the collector alone.
+    sample = str(EXAMPLES / "sample-capture.yaml")
+    call = "main()" if as_program else f"main(['validate', '-q', {sample!r}])"
+    code = (
+        "import atexit, gc, sys\n"
+        "atexit.register(lambda: print('frozen', gc.get_freeze_count(), file=sys.stderr))\n"
+        "from packetcapture.cli import main\n"
+        f"code = {call}\n"
+        "assert code == 0, code\n"
+    )
+    done = _run(code, "validate", "-q", sample)
+    assert done.returncode == 0, done.stderr
+    count = int(done.stderr.split("frozen ")[-1])
+    assert (count > 10_000) is frozen, count
+
+
+@pytest.mark.parametrize("columns", ["60", "200", "abc", "0", "-5", None])
+def test_help_width_is_what_shutil_would_say(
+    monkeypatch: pytest.MonkeyPatch, columns: str | None
+) -> None:
+    # The CLI's formatter finds the width without importing shutil; the same answer.
+    import shutil
+
+    from packetcapture.cli import _terminal_columns
+
+    if columns is None:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    else:
+        monkeypatch.setenv("COLUMNS", columns)
+    assert _terminal_columns() == shutil.get_terminal_size().columns
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["validate", str(EXAMPLES / "sample-capture.yaml"), str(EXAMPLES / "endpoints.yaml")],
+        ["validate", "-v", str(EXAMPLES / "sample-capture-scheduled.yaml")],
+        ["validate", str(EXAMPLES / "traffic" / "cali1a2b3c4d5e6.pcap")],  # not YAML
+        ["compile", str(EXAMPLES / "sample-capture.yaml")],
+        ["selector", "app == 'web'", "--labels", "app=web"],
+    ],
+)
+def test_commands_that_log_nothing_do_not_load_logging(argv: list[str]) -> None:
+    # They set logs=False: nothing on their path may import logging (or a warning would
+    # come out without the CLI's own form).
+    code = "import sys\nfrom packetcapture.cli import main\nmain(sys.argv[1:])\n"
+    loaded = _loaded_after(code, *argv)
+    assert "logging" not in loaded
+
+
+def test_parsing_a_command_loads_no_shutil() -> None:
+    code = "import sys\nfrom packetcapture.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+    loaded = _loaded_after(code, "validate", "-q", str(EXAMPLES / "sample-capture.yaml"))
+    assert "shutil" not in loaded

@@ -9,8 +9,13 @@ needs so that a ``selectors`` loop sleeps until the next packet is due.
 from __future__ import annotations
 
 import contextlib
-import ctypes
+import functools
 import os
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    import ctypes
+    from typing import Any
 
 __all__ = ["EventWakeup", "TimerWakeup"]
 
@@ -46,37 +51,36 @@ class EventWakeup:
             self._fd = -1
 
 
-class _Timespec(ctypes.Structure):
-    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
-
-
-class _Itimerspec(ctypes.Structure):
-    _fields_ = [("it_interval", _Timespec), ("it_value", _Timespec)]
-
-
 _CLOCK_MONOTONIC = 1
 _TFD_NONBLOCK = os.O_NONBLOCK
 _TFD_CLOEXEC = os.O_CLOEXEC
 _TFD_TIMER_ABSTIME = 1
-_libc: ctypes.CDLL | None = None
 
 
-def _lib() -> ctypes.CDLL:
-    global _libc  # noqa: PLW0603 - loaded once, lazily
-    if _libc is None:
-        # The process's own symbols, libc's among them (ctypes.util.find_library("c") would
-        # run ldconfig in a subprocess: ~5-10 ms of every start-up that opens a source).
-        _libc = ctypes.CDLL(None, use_errno=True)
-    return _libc
+@functools.cache
+def _lib() -> tuple[ctypes.CDLL, type[ctypes.Structure]]:
+    """Return libc and ``struct itimerspec``; ctypes is imported only by paced replays."""
+    import ctypes
+
+    class Timespec(ctypes.Structure):
+        _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+    class Itimerspec(ctypes.Structure):
+        _fields_ = [("it_interval", Timespec), ("it_value", Timespec)]
+
+    # The process's own symbols, libc's among them (ctypes.util.find_library("c") would
+    # run ldconfig in a subprocess: ~5-10 ms of every start-up that opens a source).
+    return ctypes.CDLL(None, use_errno=True), Itimerspec
 
 
 class TimerWakeup:
     """A timerfd: readable after :meth:`set`, or once the time given to :meth:`arm_at` passed."""
 
     def __init__(self) -> None:
-        fd = _lib().timerfd_create(_CLOCK_MONOTONIC, _TFD_NONBLOCK | _TFD_CLOEXEC)
+        libc, _ = _lib()
+        fd = libc.timerfd_create(_CLOCK_MONOTONIC, _TFD_NONBLOCK | _TFD_CLOEXEC)
         if fd < 0:
-            err = ctypes.get_errno()
+            err = _errno()
             raise OSError(err, os.strerror(err))
         self._fd: int = fd
 
@@ -85,10 +89,13 @@ class TimerWakeup:
         return self._fd
 
     def _settime(self, monotonic_ns: int) -> None:
-        spec = _Itimerspec()
+        import ctypes
+
+        libc, itimerspec = _lib()
+        spec: Any = itimerspec()
         spec.it_value.tv_sec, spec.it_value.tv_nsec = divmod(monotonic_ns, 1_000_000_000)
-        if _lib().timerfd_settime(self._fd, _TFD_TIMER_ABSTIME, ctypes.byref(spec), None) < 0:
-            err = ctypes.get_errno()
+        if libc.timerfd_settime(self._fd, _TFD_TIMER_ABSTIME, ctypes.byref(spec), None) < 0:
+            err = _errno()
             raise OSError(err, os.strerror(err))
 
     def _drain(self) -> None:
@@ -114,3 +121,9 @@ class TimerWakeup:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+def _errno() -> int:
+    import ctypes
+
+    return ctypes.get_errno()

@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from packetcapture.backends._wakeup import TimerWakeup
+from packetcapture.backends._wakeup import EventWakeup, TimerWakeup
 from packetcapture.backends.base import (
     DEFAULT_SNAPLEN,
     CaptureBackend,
@@ -210,7 +210,10 @@ class ReplaySource(PacketSource):
         self._pending: Packet | None = None  # paced: next packet that passed the filter
         self._start = self._clock.monotonic()
         self._first_ts: int | None = None
-        self._wakeup = TimerWakeup()
+        # A timer only when packets are paced (arm_at); otherwise an eventfd does, and
+        # ctypes (for timerfd) is not loaded.
+        paced = self._speed is not None and self._real_clock
+        self._wakeup: TimerWakeup | EventWakeup = TimerWakeup() if paced else EventWakeup()
         self._wakeup.set()
         # On a replay clock: packets before the time the source opened went by unseen; the
         # source waits (`_waiting`) at the clock's horizon.
@@ -450,6 +453,7 @@ class ReplaySource(PacketSource):
         self._waiting = waiting
         paced = speed is not None and not waiting
         if paced and self._pending is not None and self._real_clock and self._error is None:
+            assert isinstance(self._wakeup, TimerWakeup)  # paced on a real clock: a timer
             self._wakeup.arm_at(int(due * _NS))
         else:
             self._wakeup.set()

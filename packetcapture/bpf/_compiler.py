@@ -173,7 +173,7 @@ def plan_rules(rules: Sequence[PacketCaptureRule]) -> Plan:
 class _Node:
     """One instruction with its successors; interned, so equal nodes are identical."""
 
-    __slots__ = ("code", "f", "k", "kind", "t")
+    __slots__ = ("code", "f", "k", "kids", "kind", "t")
 
     def __init__(self, kind: str, code: int, k: int, t: _Node | None, f: _Node | None):
         self.kind = kind  # "op" (t = next), "br" (t/f targets) or "ret"
@@ -181,15 +181,18 @@ class _Node:
         self.k = k
         self.t = t
         self.f = f
+        # Successors, computed once: every variant's layout walks the DAG several times.
+        kids: tuple[_Node, ...] = ()
+        if kind == "op":
+            assert t is not None
+            kids = (t,)
+        elif kind == "br":
+            assert t is not None and f is not None
+            kids = (t, f)
+        self.kids = kids
 
     def succ(self) -> tuple[_Node, ...]:
-        if self.kind == "op":
-            assert self.t is not None
-            return (self.t,)
-        if self.kind == "br":
-            assert self.t is not None and self.f is not None
-            return (self.t, self.f)
-        return ()
+        return self.kids
 
 
 class _Builder:
@@ -680,12 +683,12 @@ class _Slot:
         self.targets: list[_Slot] = []
 
 
-def _reaching(root: _Node, hot: Sequence[_Node]) -> set[int]:
-    """Ids of the nodes from which a node in ``hot`` can be reached (``hot`` included)."""
-    memo: dict[int, bool] = {}
-    hot_ids = {id(h) for h in hot}
+def _reaching(root: _Node, hot: Sequence[_Node]) -> set[_Node]:
+    """Return the nodes from which a node in ``hot`` can be reached (``hot`` included)."""
+    memo: dict[_Node, bool] = {}
+    hot_set = set(hot)
     for node in reversed(_order(root)):  # successors before predecessors
-        memo[id(node)] = id(node) in hot_ids or any(memo[id(c)] for c in node.succ())
+        memo[node] = node in hot_set or any(memo[c] for c in node.kids)
     return {k for k, v in memo.items() if v}
 
 
@@ -696,21 +699,26 @@ def _order(root: _Node, hot: Sequence[_Node] = ()) -> list[_Node]:
     to reach a shared node falls through into it, so the hot path gets no ``ja``.
     """
     toward = _reaching(root, hot) if hot else set()
-    seen: set[int] = set()
+    # Nodes hash by identity (interned, no __eq__), so sets and dicts hold them directly.
+    seen: set[_Node] = {root}
     post: list[_Node] = []
-    stack: list[tuple[_Node, int]] = [(root, 0)]
-    seen.add(id(root))
+
+    def kids_of(node: _Node) -> tuple[_Node, ...]:
+        kids = node.kids
+        if toward and len(kids) == 2 and kids[0] not in toward and kids[1] in toward:
+            return (kids[1], kids[0])
+        return kids
+
+    # Each entry: a node, the index of its next child to visit, and its children in order.
+    stack: list[tuple[_Node, int, tuple[_Node, ...]]] = [(root, 0, kids_of(root))]
     while stack:
-        node, i = stack.pop()
-        kids = node.succ()
-        if toward:
-            kids = tuple(sorted(kids, key=lambda c: id(c) not in toward))
+        node, i, kids = stack.pop()
         if i < len(kids):
-            stack.append((node, i + 1))
+            stack.append((node, i + 1, kids))
             child = kids[i]
-            if id(child) not in seen:
-                seen.add(id(child))
-                stack.append((child, 0))
+            if child not in seen:
+                seen.add(child)
+                stack.append((child, 0, kids_of(child)))
         else:
             post.append(node)
     return post[::-1]
@@ -722,17 +730,19 @@ def _plain_paths(root: _Node, cold: Sequence[_Node], order: Sequence[_Node]) -> 
     Counted in instructions, ``ret`` included: upper bounds for frames without tags or
     extension headers. ``order`` is ``_order(root)``.
     """
-    cold_ids = {id(c) for c in cold}
-    every: dict[int, int] = {}
-    accept: dict[int, int] = {}
+    cold_set = set(cold)
+    every: dict[_Node, int] = {}
+    accept: dict[_Node, int] = {}
+    never = -(1 << 20)
     for node in reversed(order):
-        kids = [id(c) for c in node.succ() if id(c) not in cold_ids]
-        every[id(node)] = 1 + max((every[c] for c in kids), default=0)
-        if node.kind == "ret":
-            accept[id(node)] = 1 if node.k else -(1 << 20)
-        else:
-            accept[id(node)] = 1 + max((accept[c] for c in kids), default=-(1 << 20))
-    return accept[id(root)], every[id(root)]
+        e, a = 0, never
+        for c in node.kids:
+            if c not in cold_set:
+                e = max(e, every[c])
+                a = max(a, accept[c])
+        every[node] = 1 + e
+        accept[node] = (1 if node.k else never) if node.kind == "ret" else 1 + a
+    return accept[root], every[root]
 
 
 def _layout(root: _Node, hot: Sequence[_Node] = ()) -> list[AsmItem]:

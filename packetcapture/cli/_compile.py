@@ -60,7 +60,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         const="expr",
         help="print the equivalent libpcap filter expression instead",
     )
-    parser.set_defaults(func=run, fmt="d")
+    parser.set_defaults(func=run, fmt="d", logs=False)  # nothing on its path logs
 
 
 def run(args: argparse.Namespace) -> int:

@@ -18,22 +18,28 @@ __all__ = ["register", "snaplen"]
 
 def run_run(args: argparse.Namespace) -> int:
     """Run ``packetcapture run`` (see :func:`packetcapture.cli._run_impl.run_run`)."""
+    from packetcapture.cli import imports_done
     from packetcapture.cli._run_impl import run_run
 
+    imports_done()
     return run_run(args)
 
 
 def run_status(args: argparse.Namespace) -> int:
     """Run ``packetcapture status`` (see :func:`packetcapture.cli._run_impl.run_status`)."""
+    from packetcapture.cli import imports_done
     from packetcapture.cli._run_impl import run_status
 
+    imports_done()
     return run_status(args)
 
 
 def run_plan(args: argparse.Namespace) -> int:
     """Run ``packetcapture plan`` (see :func:`packetcapture.cli._run_impl.run_plan`)."""
+    from packetcapture.cli import imports_done
     from packetcapture.cli._run_impl import run_plan
 
+    imports_done()
     return run_plan(args)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as _dt
-import hashlib
 import logging
 import os
 import signal
@@ -64,6 +63,8 @@ def status_file_name(node: str) -> str:
     name = STATUS_FILE.format(node=node)
     if len(name.encode()) <= _MAX_STATUS_NAME:
         return name
+    import hashlib  # here: OpenSSL's start-up is not paid for short names
+
     digest = hashlib.sha256(node.encode()).hexdigest()[:16]
     return STATUS_FILE.format(node=f"{node[:200]}~{digest}")
 

@@ -63,7 +63,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="NS",
         help="the capture's namespace for --endpoints (default: default)",
     )
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, logs=False)  # nothing on its path logs
 
 
 def run(args: argparse.Namespace) -> int:

@@ -101,7 +101,8 @@ def _collect(paths: list[str]) -> tuple[list[tuple[str, list[Path]]], list[str]]
     out: list[tuple[str, list[Path]]] = []
     for (where, label), found in sorted(groups.items()):
         shown = f"{label}@{shown_at[label][where]}" if label in shown_at else label
-        out.append((shown, [path for _, path in sorted(found)]))
+        # Directory and file names may hold line breaks or escape sequences.
+        out.append((one_line(shown), [path for _, path in sorted(found)]))
     return out, problems
 
 
@@ -126,11 +127,12 @@ def _interface_label(reader: PcapReader, index: int, default: str) -> str:
     fields = parse_description(info.description or "")
     pod = fields.get("endpoint", "").rpartition("/")[2]
     iface = fields.get("interface") or info.name
+    # The description and name come from the file: kept on one line, escapes shown.
     if pod and iface:
         label = f"{pod}/{iface}"
-        return f"{label}@{fields['node']}" if fields.get("node") else label
+        return one_line(f"{label}@{fields['node']}" if fields.get("node") else label)
     if len(reader.interfaces) > 1 and iface:
-        return f"{default}:{iface}"
+        return f"{default}:{one_line(iface)}"
     return default
 
 

@@ -23,15 +23,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("files", nargs="+", metavar="FILE")
     parser.add_argument("-q", "--quiet", action="store_true", help="print problems only")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, logs=False)  # nothing on its path logs
 
 
 def run(args: argparse.Namespace) -> int:
     """Validate each file; print problems; return 1 if any is invalid."""
     # Imported when the command runs, not when the parser is built (keeps --help cheap).
+    from packetcapture.cli import imports_done
     from packetcapture.cli._text import one_line
     from packetcapture.model import PacketCapture
     from packetcapture.serde import load_all
+
+    imports_done()
 
     failed = False
     for name in args.files:

@@ -30,7 +30,6 @@ from packetcapture.pcap._listing import (
     list_capture_files,
     remove_capture_files,
 )
-from packetcapture.pcap._merge import MergeResult, MergeSource, find_merge_sources, merge_captures
 from packetcapture.pcap._reader import (
     InterfaceInfo,
     PcapReader,
@@ -41,6 +40,33 @@ from packetcapture.pcap._reader import (
 from packetcapture.pcap._rotation import RotationReason, should_rotate
 from packetcapture.pcap._settings import DEFAULT_CAPTURE_DIR, CaptureSettings
 from packetcapture.pcap._writer import PcapWriter, RotatingWriter, repair_capture_file
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from packetcapture.pcap._merge import (
+        MergeResult,
+        MergeSource,
+        find_merge_sources,
+        merge_captures,
+    )
+
+# Merging is loaded on first use: capturing never needs it (nor its attrs classes).
+_MERGE_NAMES = frozenset({"MergeResult", "MergeSource", "find_merge_sources", "merge_captures"})
+
+
+def __getattr__(name: str) -> object:
+    if name in _MERGE_NAMES:
+        from packetcapture.pcap import _merge
+
+        value = getattr(_merge, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_MERGE_NAMES})
+
 
 __all__ = [
     "DEFAULT_CAPTURE_DIR",

@@ -28,7 +28,6 @@ from packetcapture.selector._ast import (
     OrNode,
     StartsWithNode,
 )
-from packetcapture.selector._index import SelectorIndex
 from packetcapture.selector._parser import MAX_NESTING
 from packetcapture.selector._selector import (
     ALL,
@@ -40,6 +39,26 @@ from packetcapture.selector._selector import (
     unique_id,
 )
 from packetcapture.selector._tokenizer import MAX_LABEL_LENGTH, valid_label
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up)
+if TYPE_CHECKING:
+    from packetcapture.selector._index import SelectorIndex
+
+
+def __getattr__(name: str) -> object:
+    # The index is loaded on first use: parsing and evaluating never need it (nor typing,
+    # which its generic class needs).
+    if name == "SelectorIndex":
+        from packetcapture.selector._index import SelectorIndex
+
+        globals()[name] = SelectorIndex
+        return SelectorIndex
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), "SelectorIndex"})
+
 
 __all__ = [
     "ALL",

@@ -12,7 +12,6 @@ operation, the parenthesis depth.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Final
 
 from packetcapture.errors import SelectorSyntaxError
 from packetcapture.selector import _tokenizer as tk
@@ -34,6 +33,10 @@ from packetcapture.selector._ast import (
 )
 from packetcapture.selector._tables import END_STATE, RULES, STATES
 from packetcapture.selector._tokenizer import Token
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up)
+if TYPE_CHECKING:
+    from typing import Any, Final
 
 __all__ = ["MAX_NESTING", "parse_node"]
 

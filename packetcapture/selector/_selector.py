@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from typing import Any, Final, NoReturn
 
 from packetcapture._defaults import NAMESPACE_LABEL
 from packetcapture.errors import SelectorSyntaxError
@@ -26,6 +25,10 @@ from packetcapture.selector._ast import (
 )
 from packetcapture.selector._compile import Evaluator, compile_node
 from packetcapture.selector._parser import parse_node
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up)
+if TYPE_CHECKING:
+    from typing import Any, Final, NoReturn
 
 __all__ = ["ALL", "NO_MATCH", "Selector", "in_namespace", "normalise", "parse", "unique_id"]
 

@@ -9,7 +9,11 @@ says one child stands for the rule itself, and ``children`` lists the kept posit
 with whether each is an inlined rule to splice.
 """
 
-from typing import Final
+from __future__ import annotations
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up)
+if TYPE_CHECKING:
+    from typing import Final
 
 # fmt: off
 END_STATE: Final = 12

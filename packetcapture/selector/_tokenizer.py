@@ -18,9 +18,11 @@ the source.
 
 from __future__ import annotations
 
-from typing import Final
-
 from packetcapture.errors import SelectorSyntaxError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up)
+if TYPE_CHECKING:
+    from typing import Final
 
 __all__ = ["CALICO_KIND", "MAX_LABEL_LENGTH", "Token", "tokenize", "valid_label"]
 

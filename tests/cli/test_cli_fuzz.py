@@ -520,6 +520,9 @@ WANTED = {
     "merge": {"namespace", "capture_dir"},
     "selector": {"labels", "endpoints"},
 }
+# Flags always given: without --capture-dir, run would write under the system's
+# /var/log/calico/pcap (CI runs as root).
+ALWAYS = {"run": {"capture_dir"}}
 # `run` flags never fuzzed: it always replays for a bounded time (set in `argvs`).
 RUN_FIXED = {"duration", "live", "promiscuous"}
 
@@ -574,7 +577,8 @@ def argvs(draw: st.DrawFn, command: str) -> list[Any]:
             positionals.append([draw(values) for _ in range(count)])
             continue
         wanted = action.required or action.dest in WANTED.get(command, ())
-        if draw(st.integers(0, 19)) >= (19 if wanted else 8):
+        always = action.dest in ALWAYS.get(command, ())
+        if draw(st.integers(0, 19)) >= (19 if wanted else 8) and not always:
             continue
         flag = draw(st.sampled_from(action.option_strings))
         if action.nargs == 0:
@@ -719,7 +723,8 @@ class _Resolver:
 # Documented stderr lines of `run` that do not start with "packetcapture": a state change
 # ("<time> ns/name on node: State (N files)") and the final per-interface counters.
 _RUN_STATE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ .+ on .*: \w+ \(\d+ files?\)$")
-_RUN_COUNTERS = re.compile(r".*: \d+ packets, \d+ bytes, \d+ dropped, \d+ filtered$")
+# The counters, then why the interface stopped, if it did: "(end of capture files)".
+_RUN_COUNTERS = re.compile(r".*: \d+ packets, \d+ bytes, \d+ dropped, \d+ filtered( \(.+\))?$")
 _CONTROL_CHARS = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029]")
 _SELECTOR_ERROR = re.compile(r"^packetcapture selector: .* \(column \d+\)$")
 _EXC_REPR = re.compile(

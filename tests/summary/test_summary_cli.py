@@ -249,3 +249,18 @@ def test_kernel_drops_from_pcapng_statistics(
     _, out, _ = cli(capsys, str(tmp_path), "--json")
     doc = json.loads(out)
     assert doc["totals"]["drops"] == 9 and doc["totals"]["packets"] == 6
+
+
+def test_names_from_paths_stay_on_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # The same endpoint's file in two directories: each is told apart by its directory's
+    # name, which here holds a line break and a terminal escape (found by the CLI fuzz).
+    odd = tmp_path / "odd\n\x1b[2J"
+    for where in (tmp_path / "plain", odd):
+        where.mkdir()
+        (where / TROUBLE.name).write_bytes(TROUBLE.read_bytes())
+    code, out, err = cli(capsys, str(tmp_path / "plain"), str(odd))
+    assert (code, err) == (0, "")
+    assert "\x1b" not in out
+    assert any(line.rstrip().endswith("@odd\\n\\x1b[2J") for line in out.splitlines()), out
