@@ -744,20 +744,27 @@ class Row:
     busy: list[str] = field(default_factory=list)
     idle_cpu: list[float] = field(default_factory=list)  # --idle: the same run, no traffic
 
+    def cpu_list(self) -> list[float]:
+        """CPU per captured packet of each repeat, start-up included (us)."""
+        return [c / max(n, 1) * 1e6 for c, n in zip(self.cap_cpu, self.in_file, strict=True)]
+
+    def net_list(self) -> list[float]:
+        """CPU per packet of each repeat over the median idle run's (empty without --idle)."""
+        if not self.idle_cpu:
+            return []
+        idle = statistics.median(self.idle_cpu)
+        return [
+            (c - idle) / max(n, 1) * 1e6 for c, n in zip(self.cap_cpu, self.in_file, strict=True)
+        ]
+
     def cpu_us(self) -> float:
         """Median CPU per captured packet, start-up included (us)."""
-        return statistics.median(
-            c / max(n, 1) * 1e6 for c, n in zip(self.cap_cpu, self.in_file, strict=True)
-        )
+        return statistics.median(self.cpu_list())
 
     def net_us(self) -> float | None:
         """Median CPU per packet over the idle run's (start-up and waiting), or None."""
-        if not self.idle_cpu:
-            return None
-        idle = statistics.median(self.idle_cpu)
-        return statistics.median(
-            (c - idle) / max(n, 1) * 1e6 for c, n in zip(self.cap_cpu, self.in_file, strict=True)
-        )
+        net = self.net_list()
+        return statistics.median(net) if net else None
 
     @property
     def lost(self) -> list[int]:
@@ -838,9 +845,21 @@ def print_table(rows: list[Row], repeat: int) -> None:
             continue
         same = {t.tool: t for t in rows if t.rate == r.rate}
         peer, before = same.get("tcpdump"), same.get("before")
-        for what, mine, theirs, old in (
-            ("start-up included", r.cpu_us(), peer and peer.cpu_us(), before and before.cpu_us()),
-            ("over an idle run", r.net_us(), peer and peer.net_us(), before and before.net_us()),
+        for what, mine, theirs, old, pairs in (
+            (
+                "start-up included",
+                r.cpu_us(),
+                peer and peer.cpu_us(),
+                before and before.cpu_us(),
+                zip(r.cpu_list(), before.cpu_list() if before else [], strict=False),
+            ),
+            (
+                "over an idle run",
+                r.net_us(),
+                peer and peer.net_us(),
+                before and before.net_us(),
+                zip(r.net_list(), before.net_list() if before else [], strict=False),
+            ),
         ):
             if mine is None:
                 continue
@@ -850,7 +869,13 @@ def print_table(rows: list[Row], repeat: int) -> None:
             text = f"{label(r.rate)}: run --live {mine:.2f} us/packet ({what}), goal <= {goal:.2f}"
             text += f" ({basis}): {verdict}"
             if old is not None:
+                # rounds of the same repeat ran one after the other: their ratio is the
+                # steadier figure on a machine whose load changes
+                ratios = sorted(a / b for a, b in pairs if b > 0)
                 text += f"; {mine / old:.2f} of before"
+                if ratios:
+                    text += f" (median of each repeat's ratio {statistics.median(ratios):.2f}"
+                    text += f", {ratios[0]:.2f}-{ratios[-1]:.2f})"
             if theirs:
                 text += f"; tcpdump {theirs:.2f} us ({mine / theirs:.1f}x)"
             print(text)
