@@ -365,7 +365,8 @@ class AfPacketSource(PacketSource):
         """Read like :meth:`read`, but as the classic pcap records a writer would store.
 
         The ring's packets become little-endian records (timestamps in nanoseconds if
-        ``nanosecond``, else microseconds) without building a tuple per packet; a packet the
+        ``nanosecond``, else microseconds) without building a tuple per packet (runs of
+        frames laid out alike are copied block-wise, see :func:`_take_raw`); a packet the
         records cannot hold as they are (a VLAN tag to put back, longer than ``snaplen`` or
         the source's snap length) ends the raw part of the batch: ``rest`` packets are then
         read with :meth:`read`. ``None`` (nothing consumed) without the ring, on loopback
