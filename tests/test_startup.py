@@ -291,6 +291,35 @@ def test_only_a_program_run_freezes_what_its_imports_made(as_program: bool, froz
     assert (count > 10_000) is frozen, count
 
 
+def _settle_argv(command: str, tmp: Path) -> list[str]:
+    sample = str(EXAMPLES / "sample-capture.yaml")
+    endpoints = str(EXAMPLES / "endpoints.yaml")
+    return {
+        "validate": ["validate", "-q", sample],
+        "run": ["run", sample, "--endpoints", endpoints, "--node", "node-1",
+                "--replay-dir", str(EXAMPLES / "traffic"), "--capture-dir", str(tmp)],
+        "status": ["status", "--capture-dir", str(tmp), "--node", "node-1",
+                   "sample-namespace/sample-capture"],
+        "plan": ["plan", sample, "--endpoints", endpoints, "--node", "node-1"],
+    }[command]  # fmt: skip
+
+
+@pytest.mark.parametrize("command", sorted(__import__("packetcapture.cli").cli._SETTLES))
+def test_a_command_that_pauses_the_collector_runs_it_again(command: str, tmp_path: Path) -> None:
+    # Run as the program, these commands import with the collector paused; each must call
+    # imports_done(), which freezes the imports and lets the collector run again.
+    code = (
+        "import atexit, gc, sys\n"
+        "atexit.register(lambda: print('gc', gc.isenabled(), gc.get_freeze_count() > 10_000,"
+        " file=sys.stderr))\n"
+        "from packetcapture.cli import main\n"
+        "sys.exit(main())\n"
+    )
+    done = _run(code, *_settle_argv(command, tmp_path))
+    assert done.returncode in (0, 1), done.stderr  # status of a capture not run: 1
+    assert done.stderr.splitlines()[-1] == "gc True True", done.stderr
+
+
 @pytest.mark.parametrize("columns", ["60", "200", "abc", "0", "-5", None])
 def test_help_width_is_what_shutil_would_say(
     monkeypatch: pytest.MonkeyPatch, columns: str | None
