@@ -13,7 +13,7 @@
    durability), and plain ``tcpdump -r -w`` beside it; the same packets out.
 
 Usage: python bench/bench_cli.py [--runs N] [--frames N] [--repeat N] [--skip-replay]
-[--skip-startup]
+       [--skip-startup] [--instructions]
 Not a test: no timed asserts. On a loaded machine read the CPU column and the ratios.
 """
 
@@ -79,7 +79,25 @@ def timed(cmd: list[str]) -> tuple[float, float]:
     return wall, cpu
 
 
-def bench_startup(runs: int, tmp: Path) -> None:
+def instructions(cmd: list[str]) -> int | None:
+    """Instructions ``cmd`` executes, counted by valgrind (None without valgrind).
+
+    Unlike times, the count does not move with the machine's load: the figure to compare
+    before and after a change on a shared machine.
+    """
+    if shutil.which("valgrind") is None:
+        return None
+    done = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *cmd],
+        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_ENV,
+    )  # fmt: skip
+    for line in done.stderr.splitlines():
+        if "Collected :" in line:
+            return int(line.split()[-1])
+    return None
+
+
+def bench_startup(runs: int, tmp: Path, *, count_instructions: bool = False) -> None:
     readme_run = [
         *CLI,
         "run",
@@ -128,6 +146,13 @@ def bench_startup(runs: int, tmp: Path) -> None:
         verdict = "" if goal is None else ("met" if wall <= goal else "NOT met")
         goal_text = "" if goal is None else f"{goal * 1000:.0f}"
         print(f"{name:42} {wall * 1000:7.1f} {cpu * 1000:7.1f} {goal_text:>6}  {verdict}")
+    if count_instructions:
+        print("\nInstructions executed (valgrind --tool=callgrind, whole process, millions)")
+        for name, cmd in cases.items():
+            shutil.rmtree(tmp / "captures", ignore_errors=True)
+            count = instructions(cmd)
+            shown = "valgrind not found" if count is None else f"{count / 1e6:9.0f}"
+            print(f"{name:42} {shown}")
 
 
 def bench_replay(frames: int, repeat: int, tmp: Path) -> None:
@@ -211,13 +236,18 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="replay runs per tool")
     parser.add_argument("--skip-replay", action="store_true")
     parser.add_argument("--skip-startup", action="store_true")
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="also count each start-up command's instructions with valgrind (load-proof)",
+    )
     args = parser.parse_args()
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="bench-cli-") as name:
         tmp = Path(name)
         if not args.skip_startup:
-            bench_startup(args.runs, tmp)
+            bench_startup(args.runs, tmp, count_instructions=args.instructions)
         if not args.skip_replay:
             bench_replay(args.frames, args.repeat, tmp)
 

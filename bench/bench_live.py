@@ -13,7 +13,18 @@ traffic for each:
 * ``batch``: the same, but each ``read()`` batch goes to ``RotatingWriter.write_many`` (as
   the agent does; left out when the writer has no ``write_many``);
 * ``cli``: ``packetcapture run --live`` with an endpoints file naming the veth (the whole
-  pipeline: agent, schedule, status files, rotation).
+  pipeline: agent, schedule, status files, rotation);
+* ``before``: the same ``packetcapture run --live`` from another checkout (``--before DIR``,
+  e.g. ``git worktree add /tmp/before main``), run in the same rounds, interleaved with the
+  others, so a change is measured against the code before it under the same load.
+
+CPU per captured packet (``cap us/pkt``) is the capturing process's user + system time over
+the packets in its files, start-up included: at moderate rates start-up is a large part of it
+(``packetcapture run`` imports, parses and opens files before its first packet). With
+``--idle`` each tool also runs once per repeat with no traffic for as long as a round lasts;
+``net us/pkt`` is (CPU - median idle CPU) / packets: the cost of the packets themselves. The
+package's bytecode is compiled first (as an installed package has it), and the processes
+run without ``PYTHONDONTWRITEBYTECODE``.
 
 Counts per round: frames the sender says it sent; frames that reached A's veth (the
 kernel's ``rx_packets`` of that veth, read before and after: the capture point's real
@@ -37,6 +48,10 @@ none with ICMP port-unreachable.
 
 Usage (root): python bench/bench_live.py [--rates 50k,100k,...,top,max] [--seconds S]
     [--repeat N] [--tools tcpdump,ours,batch,cli] [--sender auto|tcpreplay|c|python] [--pin]
+    [--before DIR] [--idle]
+Issue 12's figure (CPU per packet of ``run --live`` at a fixed offered rate, before and after):
+    python bench/bench_live.py --tools tcpdump,cli --rates 100k --seconds 3 --repeat 5 \
+        --idle --before /tmp/before
 Not a test: prints a table, no timed asserts. About 2-3 minutes with the defaults.
 """
 
@@ -220,6 +235,10 @@ int main(int argc, char **argv) {
     printf("%ld %.6f\n", sent, now() - t0); return 0;
 }
 """
+
+
+#: Children run as an installed package would: bytecode compiled once and then read.
+CHILD_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
 def sh(*args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -556,9 +575,14 @@ class Captured:
 class Capture:
     """One capturing tool on A's veth: start(), then (after the traffic) stop()."""
 
-    def __init__(self, tool: str, pair: Pair, workdir: Path, pin: bool) -> None:
+    def __init__(
+        self, tool: str, pair: Pair, workdir: Path, pin: bool, before: Path | None = None
+    ) -> None:
         self.tool, self.pair, self.dir, self.pin = tool, pair, workdir, pin
         self.proc: subprocess.Popen[str] | None = None
+        # "before": python -m packetcapture from that checkout (its directory comes first
+        # on sys.path), everything else from this one
+        self.tree = before if tool == "before" and before is not None else REPO
 
     def _argv(self, *args: str) -> list[str]:
         argv = self.pair.in_a(*args)
@@ -578,7 +602,12 @@ class Capture:
         elif self.tool in ("ours", "batch"):
             argv = self._argv(PY, "-c", CAPTURER, dev, str(self.dir), self.tool)
             self.proc = subprocess.Popen(
-                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO
+                argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+                cwd=REPO,
+                env=CHILD_ENV,
             )
             assert self.proc.stdout is not None
             if self.proc.stdout.readline().strip() != "ready":
@@ -604,7 +633,12 @@ class Capture:
                 "never",
             )
             self.proc = subprocess.Popen(
-                argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO
+                argv,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+                cwd=self.tree,
+                env=dict(CHILD_ENV, PYTHONPATH=str(self.tree)),
             )
             state = self.dir / "out" / CAP_NS / CAP_NAME / f".status-{NODE}.yaml"
             deadline = time.monotonic() + 20
@@ -708,6 +742,29 @@ class Row:
     cap_cpu: list[float] = field(default_factory=list)
     snd_cpu: list[float] = field(default_factory=list)
     busy: list[str] = field(default_factory=list)
+    idle_cpu: list[float] = field(default_factory=list)  # --idle: the same run, no traffic
+
+    def cpu_list(self) -> list[float]:
+        """CPU per captured packet of each repeat, start-up included (us)."""
+        return [c / max(n, 1) * 1e6 for c, n in zip(self.cap_cpu, self.in_file, strict=True)]
+
+    def net_list(self) -> list[float]:
+        """CPU per packet of each repeat over the median idle run's (empty without --idle)."""
+        if not self.idle_cpu:
+            return []
+        idle = statistics.median(self.idle_cpu)
+        return [
+            (c - idle) / max(n, 1) * 1e6 for c, n in zip(self.cap_cpu, self.in_file, strict=True)
+        ]
+
+    def cpu_us(self) -> float:
+        """Median CPU per captured packet, start-up included (us)."""
+        return statistics.median(self.cpu_list())
+
+    def net_us(self) -> float | None:
+        """Median CPU per packet over the idle run's (start-up and waiting), or None."""
+        net = self.net_list()
+        return statistics.median(net) if net else None
 
     @property
     def lost(self) -> list[int]:
@@ -716,6 +773,17 @@ class Row:
     @property
     def zero_drop(self) -> bool:
         return all(x == 0 for x in self.lost) and all(not d for d in self.tool_dropped)
+
+
+def idle_round(cap: Capture, seconds: float, row: Row) -> None:
+    """Start the tool, send nothing for as long as a round's traffic lasts, stop it."""
+    try:
+        cap.start()
+        time.sleep(seconds)
+        got = cap.stop()
+    finally:
+        cap.kill()
+    row.idle_cpu.append(got.cpu)
 
 
 def one_round(rate: int | str, cap: Capture, senders: Senders, seconds: float, row: Row) -> None:
@@ -744,7 +812,8 @@ def one_round(rate: int | str, cap: Capture, senders: Senders, seconds: float, r
     row.busy.append(busy_percent(cpu0, cpu1))
 
 
-#: Issue 12: half of the ~1 us of CPU per packet `run --live` took before it.
+#: Issue 12: half of the ~1 us of CPU per packet `run --live` took before it (without
+#: --before; with it, the goal is half of the before checkout's figure in the same run).
 CLI_CPU_GOAL_US = 0.5
 
 
@@ -753,36 +822,63 @@ def print_table(rows: list[Row], repeat: int) -> None:
     print(
         f"\n{'rate':>5} {'sender':>9} {'tool':>7} {'sent':>8} {'arrived':>8} {'achieved':>9} "
         f"{'in file':>8} {'lost':>7} {'tool drop':>9} {'veth drop':>9} {'cap us/pkt':>10} "
-        f"{'snd cpu':>7} {'busy % cpu0/1':>13}"
+        f"{'net us/pkt':>10} {'snd cpu':>7} {'busy % cpu0/1':>13}"
     )
     for r in rows:
         drops = [d for d in r.tool_dropped if d is not None]
-        cpu_us = med([c / max(n, 1) * 1e6 for c, n in zip(r.cap_cpu, r.in_file, strict=True)])
+        cpu_us = r.cpu_us()
+        net = r.net_us()
+        net_text = "-" if net is None else f"{net:.2f}"
         print(
             f"{label(r.rate):>5} {r.sender:>9} {r.tool:>7} {med(r.sent):8.0f} "
             f"{med(r.arrived):8.0f} "
             f"{med(r.achieved):9,.0f} {med(r.in_file):8.0f} {max(r.lost):7} "
             f"{max(drops) if drops else '-':>9} {max(r.veth_dropped):9} {cpu_us:10.2f} "
-            f"{100 * med(r.snd_cpu):6.0f}% {r.busy[len(r.busy) // 2]:>13}"
+            f"{net_text:>10} {100 * med(r.snd_cpu):6.0f}% {r.busy[len(r.busy) // 2]:>13}"
         )
     if repeat > 1:
         print(f"(medians of {repeat} repeats; lost, drops: the worst repeat)")
-    # Issue 12's goal: halve run --live's CPU per captured packet (~1 us, start-up included,
-    # before it), beside tcpdump's in the same rows.
+    # Issue 12's goal: halve run --live's CPU per captured packet, beside tcpdump's in the
+    # same rows; against the before checkout's figure in the same run when there is one.
     for r in rows:
-        if r.tool == "cli":
-            cpu = med([c / max(n, 1) * 1e6 for c, n in zip(r.cap_cpu, r.in_file, strict=True)])
-            theirs = [
-                med([c / max(n, 1) * 1e6 for c, n in zip(t.cap_cpu, t.in_file, strict=True)])
-                for t in rows
-                if t.tool == "tcpdump" and t.rate == r.rate
-            ]
-            peer = f", tcpdump {theirs[0]:.2f} us ({cpu / theirs[0]:.1f}x)" if theirs else ""
-            verdict = "met" if cpu <= CLI_CPU_GOAL_US else "NOT met"
-            print(
-                f"{label(r.rate)}: run --live {cpu:.2f} us/packet, goal <= {CLI_CPU_GOAL_US} "
-                f"({verdict}){peer}"
-            )
+        if r.tool != "cli":
+            continue
+        same = {t.tool: t for t in rows if t.rate == r.rate}
+        peer, before = same.get("tcpdump"), same.get("before")
+        for what, mine, theirs, old, pairs in (
+            (
+                "start-up included",
+                r.cpu_us(),
+                peer and peer.cpu_us(),
+                before and before.cpu_us(),
+                zip(r.cpu_list(), before.cpu_list() if before else [], strict=False),
+            ),
+            (
+                "over an idle run",
+                r.net_us(),
+                peer and peer.net_us(),
+                before and before.net_us(),
+                zip(r.net_list(), before.net_list() if before else [], strict=False),
+            ),
+        ):
+            if mine is None:
+                continue
+            goal = old / 2 if old is not None else CLI_CPU_GOAL_US
+            verdict = "met" if mine <= goal else "NOT met"
+            basis = f"half of before's {old:.2f}" if old is not None else "half of ~1 us"
+            text = f"{label(r.rate)}: run --live {mine:.2f} us/packet ({what}), goal <= {goal:.2f}"
+            text += f" ({basis}): {verdict}"
+            if old is not None:
+                # rounds of the same repeat ran one after the other: their ratio is the
+                # steadier figure on a machine whose load changes
+                ratios = sorted(a / b for a, b in pairs if b > 0)
+                text += f"; {mine / old:.2f} of before"
+                if ratios:
+                    text += f" (median of each repeat's ratio {statistics.median(ratios):.2f}"
+                    text += f", {ratios[0]:.2f}-{ratios[-1]:.2f})"
+            if theirs:
+                text += f"; tcpdump {theirs:.2f} us ({mine / theirs:.1f}x)"
+            print(text)
 
 
 def summarize(rows: list[Row], tools: list[str]) -> None:
@@ -836,6 +932,18 @@ def main() -> int:
     parser.add_argument(
         "--pin", action="store_true", help="pin the sender to CPU 1 and the capturer to CPU 0"
     )
+    parser.add_argument(
+        "--before",
+        type=Path,
+        metavar="DIR",
+        help="also run 'packetcapture run --live' from the checkout DIR (tool 'before'), "
+        "interleaved with the others",
+    )
+    parser.add_argument(
+        "--idle",
+        action="store_true",
+        help="also run each tool once per repeat without traffic: 'net us/pkt' subtracts it",
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("bench_live: skipped: needs root (network namespaces, AF_PACKET sockets)")
@@ -846,6 +954,16 @@ def main() -> int:
             return 0
     rates = [parse_rate(r) for r in args.rates.split(",") if r.strip()]
     tools = [t.strip() for t in args.tools.split(",") if t.strip()]
+    if args.before is not None:
+        if not (args.before / "packetcapture" / "__init__.py").is_file():
+            print(f"bench_live: --before {args.before}: no packetcapture package there")
+            return 2
+        if "before" not in tools:
+            tools.append("before")
+    for tree in {REPO, args.before or REPO}:  # as installed: bytecode compiled once
+        subprocess.run(
+            [PY, "-m", "compileall", "-q", str(tree / "packetcapture")], check=False, env=CHILD_ENV
+        )
     from packetcapture.pcap import RotatingWriter
 
     if "batch" in tools and not hasattr(RotatingWriter, "write_many"):
@@ -884,8 +1002,10 @@ def main() -> int:
                     rows.append(Row(rate, tool))
                 for _ in range(args.repeat):
                     for row in rows[-len(tools) :]:
-                        cap = Capture(row.tool, pair, tmp / row.tool, args.pin)
+                        cap = Capture(row.tool, pair, tmp / row.tool, args.pin, args.before)
                         one_round(rate, cap, senders, args.seconds, row)
+                        if args.idle:
+                            idle_round(cap, args.seconds, row)
                 for row in rows[-len(tools) :]:
                     print(
                         f"  {label(rate):>5} {row.tool:>7}: arrived {row.arrived[-1]:>8}, "
@@ -905,7 +1025,8 @@ def main() -> int:
         "arrived: the kernel's rx_packets of A's veth during the round; lost = arrived - in "
         "file; tool drop: the tool's kernel drop counter; veth drop: frames the veth itself "
         "dropped (never reached the capture point); cap us/pkt: the capturing process's "
-        "user+sys CPU per captured packet (start-up included); snd cpu: the sender's CPU "
+        "user+sys CPU per captured packet (start-up included); net us/pkt (--idle): the same "
+        "less the CPU of a run without traffic; snd cpu: the sender's CPU "
         "share while sending (its kernel work, including delivery into the capture ring, "
         "shows up here or in ksoftirqd); busy: each CPU's busy share while sending"
     )

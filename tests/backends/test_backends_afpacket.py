@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import dpkt
 import pytest
@@ -280,21 +281,35 @@ def test_set_program_refilters_packets_already_in_the_ring() -> None:
 
 
 @pytest.mark.parametrize("nanosecond", [False, True], ids=["us", "ns"])
-def test_raw_lane_writes_what_read_and_write_many_write(tmp_path: Path, nanosecond: bool) -> None:
+def test_raw_lane_writes_what_read_and_write_many_write(
+    tmp_path: Path, nanosecond: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """read_raw + write_raw (+ read(rest) for odd packets) == read + write_many.
 
     Two sources on the same veth see the same frames: one drained as the agent drains a
     raw-capable source, one the normal way. Odd frames (a VLAN tag to put back, longer than
-    the writer's snap length) send the raw lane to read(rest) in the middle of a batch.
-    Each socket stamps packets itself, so timestamps may differ by microseconds; every
-    other byte of the two files is the same.
+    the writer's snap length) send the raw lane to read(rest) in the middle of a batch;
+    bursts of equal-sized frames are copied as runs (block-wise). Each socket stamps
+    packets itself, so timestamps may differ by microseconds; every other byte of the two
+    files is the same.
     """
+    from packetcapture.backends import afpacket
     from packetcapture.pcap import CaptureSettings, RotatingWriter
 
+    in_runs: list[int] = []
+    take_run = afpacket._take_run
+
+    def spy(*args: Any, **kwargs: Any) -> tuple[int, int]:
+        off, n = take_run(*args, **kwargs)
+        in_runs.append(n)
+        return off, n
+
+    monkeypatch.setattr(afpacket, "_take_run", spy)
     frames = conformance_frames()
     tagged = frames[0][:12] + b"\x81\x00\x00\x2a" + frames[0][12:]
     big = frames[1] + bytes(300)
-    sent = [*frames, tagged, *frames, big, *frames] * 3
+    burst = [frames[2][:-1] + bytes([i]) for i in range(40)]
+    sent = [*frames, tagged, *burst, *frames, big, *frames, *burst] * 3
     settings = CaptureSettings(snaplen=256, nanosecond=nanosecond)
     with veth_pair(addresses=False, ipv6=False) as p, raw_sender(p) as tx:
         backend = AfPacketBackend(netns=p.ns_a, block_timeout_ms=10)
@@ -313,7 +328,9 @@ def test_raw_lane_writes_what_read_and_write_many_write(tmp_path: Path, nanoseco
                 time.monotonic() < deadline
             ):
                 time.sleep(0.02)
-                got = raw_src.read_raw(7, nanosecond=nanosecond, snaplen=w1.snaplen)
+                # small batches cut runs short; larger ones hold whole runs
+                size = 64 if raw_calls % 2 else 7
+                got = raw_src.read_raw(size, nanosecond=nanosecond, snaplen=w1.snaplen)
                 if got is None:
                     packets = raw_src.read(7)
                 else:
@@ -330,6 +347,7 @@ def test_raw_lane_writes_what_read_and_write_many_write(tmp_path: Path, nanoseco
             path1, path2 = w1.active_path, w2.active_path
     assert raw_count == plain_count == len(sent)
     assert raw_calls > 0
+    assert sum(in_runs) >= 16  # some frames went through the block-wise copy
     one, two = path1.read_bytes(), path2.read_bytes()
     assert len(one) == len(two) and one[:24] == two[:24]
     with PcapReader(path1) as r1, PcapReader(path2) as r2:
