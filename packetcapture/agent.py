@@ -38,6 +38,7 @@ from pathlib import Path
 
 import attrs
 
+from packetcapture._frozen import FieldsRepr
 from packetcapture.backends.base import (
     CaptureBackend,
     LinktypeMismatchError,
@@ -108,8 +109,8 @@ def effective_selector(selector: str, namespace: str) -> str:
     return str(in_namespace(selector, namespace))
 
 
-@attrs.frozen
-class InterfaceDetails:
+@attrs.frozen(repr=False)
+class InterfaceDetails(FieldsRepr):
     """One captured endpoint interface of a capture on this node."""
 
     endpoint: str  #: ``namespace/name`` of the WorkloadEndpoint
@@ -131,8 +132,8 @@ class InterfaceDetails:
     reason: str | None = None
 
 
-@attrs.frozen
-class CaptureDetails:
+@attrs.frozen(repr=False)
+class CaptureDetails(FieldsRepr):
     """A capture on this node: its state, program and every interface."""
 
     namespace: str
@@ -146,8 +147,8 @@ class CaptureDetails:
     interfaces: tuple[InterfaceDetails, ...]
 
 
-@attrs.define
-class _Session:
+@attrs.define(repr=False)
+class _Session(FieldsRepr):
     """One (capture, endpoint interface): its writer, source and counters."""
 
     endpoint: EndpointKey
@@ -177,8 +178,8 @@ class _Session:
         return packets, dropped, filtered
 
 
-@attrs.define
-class _Run:
+@attrs.define(repr=False)
+class _Run(FieldsRepr):
     """A capture applied on this node."""
 
     capture: PacketCapture

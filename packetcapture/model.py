@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 import attrs
 
 from packetcapture import _defaults
+from packetcapture._frozen import FieldsRepr
 
 __all__ = [
     "API_VERSION",
@@ -60,8 +61,8 @@ class CaptureState(enum.Enum):
         return self.value
 
 
-@attrs.frozen(order=True)
-class PortRange:
+@attrs.frozen(order=True, repr=False)
+class PortRange(FieldsRepr):
     """An inclusive port range; a single port has ``min == max``.
 
     Marshalled as Calico does: a single port as an integer, a range as ``"min:max"``.
@@ -129,8 +130,8 @@ def _to_protocol(value: int | str | None) -> int | str | None:
     return value
 
 
-@attrs.frozen
-class PacketCaptureRule:
+@attrs.frozen(repr=False)
+class PacketCaptureRule(FieldsRepr):
     """One filter rule: a protocol (name or number) AND any of the ports.
 
     Rules in a spec are OR'ed. A rule with neither protocol nor ports matches everything.
@@ -144,8 +145,8 @@ def _to_rules(value: Iterable[PacketCaptureRule]) -> tuple[PacketCaptureRule, ..
     return tuple(value)
 
 
-@attrs.frozen
-class PacketCaptureSpec:
+@attrs.frozen(repr=False)
+class PacketCaptureSpec(FieldsRepr):
     """What to capture (``selector``, ``filters``) and when (``start_time``, ``end_time``)."""
 
     selector: str = "all()"
@@ -158,8 +159,8 @@ def _to_names(value: Iterable[str]) -> tuple[str, ...]:
     return tuple(value)
 
 
-@attrs.frozen
-class PacketCaptureFile:
+@attrs.frozen(repr=False)
+class PacketCaptureFile(FieldsRepr):
     """Where one node keeps a capture's files, and that node's capture state.
 
     ``directory`` is the capture directory as Calico reports it (without the
@@ -176,15 +177,21 @@ def _to_files(value: Iterable[PacketCaptureFile]) -> tuple[PacketCaptureFile, ..
     return tuple(value)
 
 
-@attrs.frozen
-class PacketCaptureStatus:
+@attrs.frozen(repr=False)
+class PacketCaptureStatus(FieldsRepr):
     """The status subresource: one ``PacketCaptureFile`` entry per node."""
 
     files: tuple[PacketCaptureFile, ...] = attrs.field(default=(), converter=_to_files)
 
 
-@attrs.frozen
-class ObjectMeta:
+def _to_refs(value: Iterable[dict[str, Any]]) -> tuple[dict[str, Any], ...]:
+    # A Python function, not the builtin `tuple`: attrs reads a converter's signature, and
+    # a builtin's is parsed from text with tokenize's large regex (~3 ms at every start).
+    return tuple(value)
+
+
+@attrs.frozen(repr=False)
+class ObjectMeta(FieldsRepr):
     """Kubernetes object metadata.
 
     Unknown metadata fields are kept in ``extra`` (wire names, raw values) and round-trip.
@@ -201,12 +208,12 @@ class ObjectMeta:
     deletion_timestamp: _dt.datetime | None = None
     generate_name: str | None = None
     finalizers: tuple[str, ...] = attrs.field(default=(), converter=_to_names)
-    owner_references: tuple[dict[str, Any], ...] = attrs.field(default=(), converter=tuple)
+    owner_references: tuple[dict[str, Any], ...] = attrs.field(default=(), converter=_to_refs)
     extra: dict[str, Any] = attrs.field(factory=dict)
 
 
-@attrs.frozen
-class PacketCapture:
+@attrs.frozen(repr=False)
+class PacketCapture(FieldsRepr):
     """Calico's namespaced ``projectcalico.org/v3`` ``PacketCapture`` resource."""
 
     KIND: ClassVar[str] = "PacketCapture"
@@ -231,8 +238,8 @@ class PacketCapture:
         return (self.namespace, self.name)
 
 
-@attrs.frozen
-class WorkloadEndpointSpec:
+@attrs.frozen(repr=False)
+class WorkloadEndpointSpec(FieldsRepr):
     """The parts of Calico's v3 ``WorkloadEndpointSpec`` a capture needs.
 
     Fields this class does not model are kept in ``extra`` and round-trip.
@@ -252,8 +259,8 @@ class WorkloadEndpointSpec:
     extra: dict[str, Any] = attrs.field(factory=dict)
 
 
-@attrs.frozen
-class WorkloadEndpoint:
+@attrs.frozen(repr=False)
+class WorkloadEndpoint(FieldsRepr):
     """Calico's v3 ``WorkloadEndpoint``: one pod interface on one node."""
 
     KIND: ClassVar[str] = "WorkloadEndpoint"

@@ -30,6 +30,7 @@ from typing import Final, TypeAlias
 
 import attrs
 
+from packetcapture._frozen import FieldsRepr
 from packetcapture.errors import InvalidTransitionError
 from packetcapture.model import CaptureState, PacketCaptureSpec
 
@@ -146,15 +147,15 @@ class ActionKind(enum.Enum):
     STOP_AND_DELETE = "stop+delete"
 
 
-@attrs.frozen
-class StartCapture:
+@attrs.frozen(repr=False)
+class StartCapture(FieldsRepr):
     """Open a capture on ``interface`` (with the current spec) and start writing packets."""
 
     interface: str
 
 
-@attrs.frozen
-class StopCapture:
+@attrs.frozen(repr=False)
+class StopCapture(FieldsRepr):
     """Stop capturing on ``interface`` if it is running; delete its files unless ``keep_files``.
 
     Also emitted after a failure, to release whatever is half open, so performing it must be
@@ -169,8 +170,8 @@ class StopCapture:
 Action: TypeAlias = StartCapture | StopCapture
 
 
-@attrs.frozen
-class Guard:
+@attrs.frozen(repr=False)
+class Guard(FieldsRepr):
     """A condition on the window phase and on whether the interface is up (``None``: any)."""
 
     phase: Phase | None = None
@@ -189,8 +190,8 @@ class Guard:
         return ", ".join(parts)
 
 
-@attrs.frozen
-class Rule:
+@attrs.frozen(repr=False)
+class Rule(FieldsRepr):
     """If ``guard`` holds, do ``actions`` and go to ``target`` (``None``: forget the interface)."""
 
     target: CaptureState | None
@@ -283,8 +284,8 @@ TRANSITIONS: Final[Mapping[tuple[CaptureState | None, Event], tuple[Rule, ...]]]
 # Retry policy.
 
 
-@attrs.frozen
-class RetryPolicy:
+@attrs.frozen(repr=False)
+class RetryPolicy(FieldsRepr):
     """When to retry an interface in ``Error``: capped exponential backoff.
 
     The n-th consecutive failure is retried after ``initial * factor**(n-1)``, at most
@@ -333,8 +334,8 @@ DEFAULT_RETRY: Final = RetryPolicy()
 # Per-interface status and the pure step function.
 
 
-@attrs.frozen
-class InterfaceStatus:
+@attrs.frozen(repr=False)
+class InterfaceStatus(FieldsRepr):
     """Everything the schedule knows about one interface."""
 
     name: str
@@ -610,8 +611,8 @@ class _Overlay:
 # Results.
 
 
-@attrs.frozen
-class Transition:
+@attrs.frozen(repr=False)
+class Transition(FieldsRepr):
     """One interface changed (or was told to act): the history entry of a result."""
 
     interface: str
@@ -622,8 +623,8 @@ class Transition:
     actions: tuple[Action, ...] = ()
 
 
-@attrs.frozen
-class ScheduleResult:
+@attrs.frozen(repr=False)
+class ScheduleResult(FieldsRepr):
     """What an input did.
 
     Perform ``actions`` in order. ``transitions`` lists every interface whose status changed

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 import attrs
 
 from packetcapture._defaults import DEFAULT_SNAPLEN
+from packetcapture._frozen import FieldsRepr
 from packetcapture.bpf import _codegen, _disasm, _vm
 from packetcapture.bpf._asm import validate
 from packetcapture.bpf._insn import Instruction, RetConstant
@@ -21,8 +22,8 @@ def _to_insns(value: Iterable[Instruction]) -> tuple[Instruction, ...]:
     return tuple(value)
 
 
-@attrs.frozen(eq=True)
-class BpfProgram:
+@attrs.frozen(eq=True, repr=False)
+class BpfProgram(FieldsRepr):
     """A classic BPF program, validated with the kernel's rules on construction.
 
     ``linktype`` says which link-layer header the frames start with (1 Ethernet,

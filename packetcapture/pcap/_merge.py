@@ -12,6 +12,7 @@ from typing import IO
 
 import attrs
 
+from packetcapture._frozen import FieldsRepr
 from packetcapture.errors import PcapError
 from packetcapture.pcap._format import (
     encode_pcapng_epb,
@@ -34,8 +35,8 @@ __all__ = ["MergeResult", "MergeSource", "find_merge_sources", "merge_captures"]
 log = logging.getLogger(__name__)
 
 
-@attrs.frozen
-class MergeSource:
+@attrs.frozen(repr=False)
+class MergeSource(FieldsRepr):
     """One endpoint interface's files in one directory, oldest first."""
 
     directory: Path
@@ -46,8 +47,8 @@ class MergeSource:
     files: tuple[Path, ...]
 
 
-@attrs.frozen
-class MergeResult:
+@attrs.frozen(repr=False)
+class MergeResult(FieldsRepr):
     """What :func:`merge_captures` wrote."""
 
     packets: int

@@ -8,6 +8,7 @@ from typing import Any, Literal
 import attrs
 
 from packetcapture._defaults import DEFAULT_CAPTURE_DIR
+from packetcapture._frozen import FieldsRepr
 from packetcapture.errors import Problem, ValidationError
 from packetcapture.validation import unknown_field_message
 
@@ -32,8 +33,8 @@ _FELIX_KEYS = {
 _FELIX_CAPTURE_KEYS = ("captureDir", *_FELIX_KEYS)
 
 
-@attrs.frozen
-class CaptureSettings:
+@attrs.frozen(repr=False)
+class CaptureSettings(FieldsRepr):
     """How capture files are written, rotated and kept.
 
     The first three are Felix's settings with Felix's defaults (``captureMaxSizeBytes``,
