@@ -224,7 +224,7 @@ def bench_replay(frames: int, repeat: int, tmp: Path) -> None:
         plain = med["tcpdump -r -w"] / med[name]
         cpu_ratio = cpu_med["tcpdump -r -w"] / cpu_med[name]
         verdict = "met" if ratio >= REPLAY_GOAL else "NOT met"
-        print(f"{name.strip()}: vs tcpdump + fsync {ratio:.2f} (goal >= {REPLAY_GOAL}: "
+        print(f"{name.strip()}: vs tcpdump + fsync {ratio:.3f} (goal >= {REPLAY_GOAL}: "
               f"{verdict}); vs plain tcpdump {plain:.2f}; "
               f"CPU time vs tcpdump's {cpu_ratio:.2f}")  # fmt: skip
 
