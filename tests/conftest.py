@@ -53,6 +53,20 @@ def require_root() -> None:
         pytest.skip("needs root: creates network namespaces and raw sockets")
 
 
+@pytest.fixture(autouse=True)
+def _scanner_for_small_replays(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the tests' small replayed files on the raw lane big inputs take.
+
+    A replay of at most ``SMALL_INPUT_BYTES`` is filtered by the VM packet by packet (no
+    scanner is generated); the tests' files are small, and they are there to exercise the
+    scanner. ``tests/backends/test_backends_small_input.py`` tests the small-input lane
+    (and that both give the same files) with the threshold as shipped.
+    """
+    from packetcapture.backends import replay
+
+    monkeypatch.setattr(replay, "SMALL_INPUT_BYTES", -1)
+
+
 @pytest.fixture
 def tool() -> Callable[[str], str]:
     """Fixture form of :func:`require_tool`."""
