@@ -9,11 +9,14 @@ in ``__init__`` with :func:`set_field`.
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Callable
+
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up)
 if TYPE_CHECKING:
     from typing import Any, ClassVar
 
-__all__ = ["FieldsRepr", "Frozen", "set_field"]
+__all__ = ["FieldsEq", "FieldsRepr", "Frozen", "set_field"]
 
 #: Set a field in ``__init__`` (plain assignment raises, as on a frozen attrs class).
 set_field = object.__setattr__
@@ -72,3 +75,51 @@ class FieldsRepr:
             text = field.repr(value) if callable(field.repr) else repr(value)
             shown.append(f"{field.name}={text}")
         return f"{type(self).__qualname__.rsplit('>.', 1)[-1]}({', '.join(shown)})"
+
+
+class FieldsEq:
+    """attrs' ``__eq__`` and ``__hash__`` written once, for attrs classes made with ``eq=False``.
+
+    Equal when of the same class and the compared fields are equal, as attrs' generated
+    method (the fields, read with one ``attrgetter``, compare as a tuple: the same verdicts
+    for fields that equal themselves, which the model's always do); the hash covers the
+    class and the same fields. Saves generating and compiling both for each class at
+    start-up.
+    """
+
+    __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        get = _compared(self.__class__)[0]
+        return bool(get(self) == get(other))
+
+    def __hash__(self) -> int:
+        cls = self.__class__
+        return hash((cls.__qualname__, _compared(cls)[1](self)))
+
+
+_Getter = Callable[[object], object]
+_COMPARED: dict[type, tuple[_Getter, _Getter]] = {}
+
+
+def _compared(cls: type) -> tuple[_Getter, _Getter]:
+    """Return getters of the fields ``cls``'s equality compares and its hash covers."""
+    found = _COMPARED.get(cls)
+    if found is None:
+        fields = cls.__attrs_attrs__  # type: ignore[attr-defined]
+        eq = [f.name for f in fields if f.eq]
+        hashed = [f.name for f in fields if (f.eq if f.hash is None else f.hash)]
+        found = _COMPARED[cls] = (_getter(eq), _getter(hashed))
+    return found
+
+
+def _getter(names: list[str]) -> _Getter:
+    # A tuple of the fields' values whatever their number (attrgetter of one is the value).
+    if not names:
+        return lambda obj: ()
+    if len(names) == 1:
+        name = names[0]
+        return lambda obj: (getattr(obj, name),)
+    return operator.attrgetter(*names)

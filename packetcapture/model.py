@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import attrs
 
 from packetcapture import _defaults
-from packetcapture._frozen import FieldsRepr
+from packetcapture._frozen import FieldsEq, FieldsRepr
 
 __all__ = [
     "API_VERSION",
@@ -130,8 +130,8 @@ def _to_protocol(value: int | str | None) -> int | str | None:
     return value
 
 
-@attrs.frozen(repr=False)
-class PacketCaptureRule(FieldsRepr):
+@attrs.frozen(repr=False, eq=False)
+class PacketCaptureRule(FieldsRepr, FieldsEq):
     """One filter rule: a protocol (name or number) AND any of the ports.
 
     Rules in a spec are OR'ed. A rule with neither protocol nor ports matches everything.
@@ -145,8 +145,8 @@ def _to_rules(value: Iterable[PacketCaptureRule]) -> tuple[PacketCaptureRule, ..
     return tuple(value)
 
 
-@attrs.frozen(repr=False)
-class PacketCaptureSpec(FieldsRepr):
+@attrs.frozen(repr=False, eq=False)
+class PacketCaptureSpec(FieldsRepr, FieldsEq):
     """What to capture (``selector``, ``filters``) and when (``start_time``, ``end_time``)."""
 
     selector: str = "all()"
@@ -159,8 +159,8 @@ def _to_names(value: Iterable[str]) -> tuple[str, ...]:
     return tuple(value)
 
 
-@attrs.frozen(repr=False)
-class PacketCaptureFile(FieldsRepr):
+@attrs.frozen(repr=False, eq=False)
+class PacketCaptureFile(FieldsRepr, FieldsEq):
     """Where one node keeps a capture's files, and that node's capture state.
 
     ``directory`` is the capture directory as Calico reports it (without the
@@ -177,8 +177,8 @@ def _to_files(value: Iterable[PacketCaptureFile]) -> tuple[PacketCaptureFile, ..
     return tuple(value)
 
 
-@attrs.frozen(repr=False)
-class PacketCaptureStatus(FieldsRepr):
+@attrs.frozen(repr=False, eq=False)
+class PacketCaptureStatus(FieldsRepr, FieldsEq):
     """The status subresource: one ``PacketCaptureFile`` entry per node."""
 
     files: tuple[PacketCaptureFile, ...] = attrs.field(default=(), converter=_to_files)
@@ -190,8 +190,8 @@ def _to_refs(value: Iterable[dict[str, Any]]) -> tuple[dict[str, Any], ...]:
     return tuple(value)
 
 
-@attrs.frozen(repr=False)
-class ObjectMeta(FieldsRepr):
+@attrs.frozen(repr=False, eq=False)
+class ObjectMeta(FieldsRepr, FieldsEq):
     """Kubernetes object metadata.
 
     Unknown metadata fields are kept in ``extra`` (wire names, raw values) and round-trip.
@@ -212,8 +212,8 @@ class ObjectMeta(FieldsRepr):
     extra: dict[str, Any] = attrs.field(factory=dict)
 
 
-@attrs.frozen(repr=False)
-class PacketCapture(FieldsRepr):
+@attrs.frozen(repr=False, eq=False)
+class PacketCapture(FieldsRepr, FieldsEq):
     """Calico's namespaced ``projectcalico.org/v3`` ``PacketCapture`` resource."""
 
     KIND: ClassVar[str] = "PacketCapture"
@@ -238,8 +238,8 @@ class PacketCapture(FieldsRepr):
         return (self.namespace, self.name)
 
 
-@attrs.frozen(repr=False)
-class WorkloadEndpointSpec(FieldsRepr):
+@attrs.frozen(repr=False, eq=False)
+class WorkloadEndpointSpec(FieldsRepr, FieldsEq):
     """The parts of Calico's v3 ``WorkloadEndpointSpec`` a capture needs.
 
     Fields this class does not model are kept in ``extra`` and round-trip.
@@ -259,8 +259,8 @@ class WorkloadEndpointSpec(FieldsRepr):
     extra: dict[str, Any] = attrs.field(factory=dict)
 
 
-@attrs.frozen(repr=False)
-class WorkloadEndpoint(FieldsRepr):
+@attrs.frozen(repr=False, eq=False)
+class WorkloadEndpoint(FieldsRepr, FieldsEq):
     """Calico's v3 ``WorkloadEndpoint``: one pod interface on one node."""
 
     KIND: ClassVar[str] = "WorkloadEndpoint"

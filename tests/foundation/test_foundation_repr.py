@@ -1,4 +1,4 @@
-"""Classes made with ``repr=False`` and :class:`FieldsRepr` print exactly as attrs would."""
+"""The attrs classes on the start-up path share one repr, eq and hash, each as attrs makes it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import importlib
 import attrs
 import pytest
 
-from packetcapture._frozen import FieldsRepr
+from packetcapture._frozen import FieldsEq, FieldsRepr
 
 MODULES = [
     "packetcapture.model",
@@ -67,3 +67,54 @@ def test_a_real_value_prints_as_before() -> None:
         "PortRange(min=8000, max=8080)))"
     )
     assert eval(repr(rule.ports[1]), {"PortRange": PortRange}) == rule.ports[1]
+
+
+EQ_CLASSES = [c for c in CLASSES if issubclass(c, FieldsEq)]
+
+
+def _pair(cls: type, make: type, differ: str | None) -> tuple[object, object]:
+    """Two instances of ``make`` with ``cls``'s fields: equal, or differing in one field."""
+    out = []
+    for side in (0, 1):
+        obj = object.__new__(make)
+        for i, field in enumerate(attrs.fields(cls)):
+            value: object = (i, f"v{i}")
+            if field.name == differ and side:
+                value = (i, "other")
+            object.__setattr__(obj, field.name, value)
+        out.append(obj)
+    return out[0], out[1]
+
+
+def test_the_model_shares_the_one_eq_and_hash() -> None:
+    from packetcapture import model
+
+    assert {c.__name__ for c in EQ_CLASSES} == {
+        c.__name__ for c in vars(model).values()
+        if isinstance(c, type) and attrs.has(c) and c is not model.PortRange
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("cls", EQ_CLASSES, ids=lambda c: c.__name__)
+def test_eq_and_hash_are_what_attrs_generates(cls: type) -> None:
+    ref_cls = attrs.frozen(repr=False, eq=True, init=False, slots=False)(
+        type(cls.__name__, (cls,), {})
+    )
+    for differ in [None, *(f.name for f in attrs.fields(cls))]:
+        ours, ref = _pair(cls, cls, differ), _pair(cls, ref_cls, differ)
+        assert (ours[0] == ours[1]) == (ref[0] == ref[1]) == (differ is None)
+        assert (ours[0] != ours[1]) == (ref[0] != ref[1])
+        if differ is None:
+            assert hash(ours[0]) == hash(ours[1])
+        assert (ours[0] == "x") is (ref[0] == "x") is False
+    # Another class with the same fields is not equal, as with attrs.
+    assert _pair(cls, cls, None)[0] != _pair(cls, ref_cls, None)[0]
+
+
+def test_a_mapping_field_makes_the_value_unhashable_as_before() -> None:
+    from packetcapture.model import ObjectMeta, PacketCaptureRule
+
+    with pytest.raises(TypeError, match="unhashable"):
+        hash(ObjectMeta(name="a", labels={"k": "v"}))
+    rule = PacketCaptureRule(protocol="TCP", ports=[80])
+    assert {rule: 1}[PacketCaptureRule(protocol="TCP", ports=["80"])] == 1
