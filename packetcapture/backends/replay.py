@@ -62,10 +62,25 @@ _NS = 1_000_000_000
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
 _US = _dt.timedelta(microseconds=1)
 _NEVER = 1 << 126  # a horizon beyond any timestamp
-#: Inputs up to this many bytes are filtered by the VM, record by record: generating the
-#: raw lane's scanner (a compile() of some 25 KB of Python, ~5 ms) costs more than the
-#: VM (~3 µs a record) spends on the few hundred records such files hold.
+#: Up to this many bytes of input a program is run by the VM, record by record: generating
+#: the raw lane's scanner (a compile() of some 25 KB of Python, ~5 ms) costs more than the
+#: VM (~3 µs a record) spends on the few hundred records they hold. Counted per program
+#: over all the sources that use it (many small interfaces of one capture add up): past
+#: it, sources get the scanner, made once per program.
 SMALL_INPUT_BYTES = 64 * 1024
+#: Bytes of input each program has had the VM filter so far (see SMALL_INPUT_BYTES).
+_VM_BYTES: weakref.WeakKeyDictionary[BpfProgram, int] = weakref.WeakKeyDictionary()
+
+
+def _vm_takes(program: BpfProgram, input_bytes: int | None) -> bool:
+    """Return True (and count the bytes) if the VM is to filter this input of ``program``."""
+    if input_bytes is None:
+        return False
+    total = _VM_BYTES.get(program, 0) + input_bytes
+    if total > SMALL_INPUT_BYTES:
+        return False
+    _VM_BYTES[program] = total
+    return True
 
 
 def _to_ns(when: _dt.datetime) -> int:
@@ -205,7 +220,7 @@ class ReplaySource(PacketSource):
         # A small input (``input_bytes``, the files' total size) skips it: see
         # SMALL_INPUT_BYTES.
         self._timed = replay_clock is not None
-        self._small = input_bytes is not None and input_bytes <= SMALL_INPUT_BYTES
+        self._input_bytes = input_bytes
         self._verdict: Callable[[bytes], int]
         self._scanner: Scanner | None
         self._set_program(program)
@@ -481,7 +496,7 @@ class ReplaySource(PacketSource):
 
     def _set_program(self, program: BpfProgram) -> None:
         self._program = program
-        if self._small:
+        if _vm_takes(program, self._input_bytes):
             self._verdict, self._scanner = program.run, None  # the VM: nothing generated
         else:
             self._verdict = self._first_verdict

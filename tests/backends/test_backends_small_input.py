@@ -38,8 +38,10 @@ def _run(capture: str, out: Path, replay_dir: Path) -> tuple[int, str, dict[str,
 def scanners(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Count the scanners generated; the shipped threshold (conftest turns it off) back."""
     monkeypatch.undo()
-    # Compiled programs are cached with their scanners: start from fresh ones.
+    # Compiled programs are cached with their scanners: start from fresh ones, with no
+    # VM budget spent.
     _compiler._compile_cached.cache_clear()
+    replay._VM_BYTES.clear()
     made: list[int] = []
     make = _codegen.make_scanner
 
@@ -75,3 +77,19 @@ def test_an_input_over_the_threshold_takes_the_raw_lane(
     code, _, files = _run("sample-capture.yaml", tmp_path, traffic)
     assert code == 0 and files
     assert len(scanners) == 1  # the one file over the threshold
+
+
+def test_many_small_interfaces_of_one_capture_share_the_vm_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scanners: list[int]
+) -> None:
+    # The scheduled sample selects both endpoints of its namespace: two files, one program.
+    # With a budget for the bigger one alone, the VM takes the first opened and the other
+    # the raw lane (whichever order), so one scanner is made.
+    traffic = EXAMPLES / "traffic"
+    sizes = sorted(p.stat().st_size for p in traffic.iterdir())
+    monkeypatch.setattr(replay, "SMALL_INPUT_BYTES", sizes[-1])
+    mixed = _run("sample-capture-scheduled.yaml", tmp_path / "mixed", traffic)
+    assert len(scanners) == 1
+    monkeypatch.setattr(replay, "SMALL_INPUT_BYTES", -1)
+    raw = _run("sample-capture-scheduled.yaml", tmp_path / "raw", traffic)
+    assert mixed == raw and len(raw[2]) == 2
