@@ -243,34 +243,32 @@ def _renames(cls: type) -> dict[str, Any]:
 
 
 def _structure_fn(cls: type[T], conv: cattrs.Converter, **kwargs: Any) -> Callable[[Any, type], T]:
-    """Return cattrs' generated structure hook for ``cls``, generated when first called.
-
-    Generating one compiles its code (about a millisecond): a process that never loads a
-    class (a status, say) does not pay for its hook. The field hooks it binds are looked up
-    then, when every hook is registered.
-    """
-    made: list[Callable[[Any, type], T]] = []
-
-    def structure(value: Any, t: type) -> T:
-        if not made:
-            made.append(make_dict_structure_fn(cls, conv, **kwargs))
-        return made[0](value, t)
-
-    return structure
+    """Return cattrs' generated structure hook for ``cls``, generated when first called."""
+    return _made_on_first_call(lambda: make_dict_structure_fn(cls, conv, **kwargs))
 
 
 def _unstructure_fn(
     cls: type[T], conv: cattrs.Converter, **kwargs: Any
 ) -> Callable[[T], dict[str, Any]]:
     """Return cattrs' generated unstructure hook for ``cls``, generated when first called."""
-    made: list[Callable[[T], dict[str, Any]]] = []
+    return _made_on_first_call(lambda: make_dict_unstructure_fn(cls, conv, **kwargs))
 
-    def unstructure(obj: T) -> dict[str, Any]:
+
+def _made_on_first_call(make: Callable[[], Callable[..., Any]]) -> Callable[..., Any]:
+    """Return a hook that calls ``make()``'s hook, made when the hook is first called.
+
+    Generating one compiles its code (about a millisecond): a process that never loads a
+    class (a status, say) does not pay for its hook. The field hooks it binds are looked up
+    then, when every hook is registered.
+    """
+    made: list[Callable[..., Any]] = []
+
+    def hook(*args: Any) -> Any:
         if not made:
-            made.append(make_dict_unstructure_fn(cls, conv, **kwargs))
-        return made[0](obj)
+            made.append(make())
+        return made[0](*args)
 
-    return unstructure
+    return hook
 
 
 def _with_extra(

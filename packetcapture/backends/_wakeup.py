@@ -58,8 +58,8 @@ _TFD_TIMER_ABSTIME = 1
 
 
 @functools.cache
-def _lib() -> tuple[ctypes.CDLL, type[ctypes.Structure]]:
-    """Return libc and ``struct itimerspec``; ctypes is imported only by paced replays."""
+def _lib() -> tuple[Any, ctypes.CDLL, type[ctypes.Structure]]:
+    """Return ctypes, libc and ``struct itimerspec``; only paced replays import ctypes."""
     import ctypes
 
     class Timespec(ctypes.Structure):
@@ -70,17 +70,17 @@ def _lib() -> tuple[ctypes.CDLL, type[ctypes.Structure]]:
 
     # The process's own symbols, libc's among them (ctypes.util.find_library("c") would
     # run ldconfig in a subprocess: ~5-10 ms of every start-up that opens a source).
-    return ctypes.CDLL(None, use_errno=True), Itimerspec
+    return ctypes, ctypes.CDLL(None, use_errno=True), Itimerspec
 
 
 class TimerWakeup:
     """A timerfd: readable after :meth:`set`, or once the time given to :meth:`arm_at` passed."""
 
     def __init__(self) -> None:
-        libc, _ = _lib()
+        ctypes, libc, _ = _lib()
         fd = libc.timerfd_create(_CLOCK_MONOTONIC, _TFD_NONBLOCK | _TFD_CLOEXEC)
         if fd < 0:
-            err = _errno()
+            err = ctypes.get_errno()
             raise OSError(err, os.strerror(err))
         self._fd: int = fd
 
@@ -89,13 +89,11 @@ class TimerWakeup:
         return self._fd
 
     def _settime(self, monotonic_ns: int) -> None:
-        import ctypes
-
-        libc, itimerspec = _lib()
+        ctypes, libc, itimerspec = _lib()
         spec: Any = itimerspec()
         spec.it_value.tv_sec, spec.it_value.tv_nsec = divmod(monotonic_ns, 1_000_000_000)
         if libc.timerfd_settime(self._fd, _TFD_TIMER_ABSTIME, ctypes.byref(spec), None) < 0:
-            err = _errno()
+            err = ctypes.get_errno()
             raise OSError(err, os.strerror(err))
 
     def _drain(self) -> None:
@@ -121,9 +119,3 @@ class TimerWakeup:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
-
-
-def _errno() -> int:
-    import ctypes
-
-    return ctypes.get_errno()

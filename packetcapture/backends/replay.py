@@ -214,11 +214,6 @@ class ReplaySource(PacketSource):
         self._next_reader = 0
         self._reader: PcapReader | None = None  # the file being played
         self._it: Iterator[Packet] | None = None  # paced mode iterates over it
-        # The raw lane needs only the scanner; the per-packet executor is generated (a
-        # compile() of the whole program) when a packet lane first asks for it.
-        # The raw lane's fused filter loop; on a replay clock it also keeps the time window.
-        # A small input (``input_bytes``, the files' total size) skips it: see
-        # SMALL_INPUT_BYTES.
         self._timed = replay_clock is not None
         self._input_bytes = input_bytes
         self._verdict: Callable[[bytes], int]
@@ -495,6 +490,10 @@ class ReplaySource(PacketSource):
         return self._wakeup.fileno()
 
     def _set_program(self, program: BpfProgram) -> None:
+        # The raw lane needs only the scanner, its fused filter loop (on a replay clock it
+        # also keeps the time window); the per-packet executor is generated (a compile() of
+        # the whole program) when a packet lane first asks for it. A small input
+        # (``input_bytes``, the files' total size) gets neither: see SMALL_INPUT_BYTES.
         self._program = program
         if _vm_takes(program, self._input_bytes):
             self._verdict, self._scanner = program.run, None  # the VM: nothing generated

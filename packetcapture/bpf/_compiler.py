@@ -191,9 +191,6 @@ class _Node:
             kids = (t, f)
         self.kids = kids
 
-    def succ(self) -> tuple[_Node, ...]:
-        return self.kids
-
 
 class _Builder:
     """Hash-consing node factory: building bottom-up merges identical tails."""
@@ -457,7 +454,7 @@ def _longest(node: _Node, memo: dict[int, int]) -> int:
     """Longest path (instructions, ``ret`` included) from ``node``."""
     got = memo.get(id(node))
     if got is None:
-        got = memo[id(node)] = 1 + max((_longest(c, memo) for c in node.succ()), default=0)
+        got = memo[id(node)] = 1 + max((_longest(c, memo) for c in node.kids), default=0)
     return got
 
 

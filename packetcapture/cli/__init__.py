@@ -83,6 +83,15 @@ def imports_done() -> None:
             _gc_paused = False
 
 
+def _pause_collector() -> None:
+    """Pause the garbage collector for a command's imports (imports_done() resumes it)."""
+    import gc
+
+    global _gc_paused  # noqa: PLW0603 - the process's one pause
+    _gc_paused = gc.isenabled()
+    gc.disable()
+
+
 class _Formatter(argparse.HelpFormatter):
     """argparse's help formatter, told the terminal's width without importing shutil.
 
@@ -204,11 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     if _as_program and args.command in _SETTLES:
-        import gc
-
-        global _gc_paused  # noqa: PLW0603 - see imports_done()
-        _gc_paused = gc.isenabled()
-        gc.disable()
+        _pause_collector()
     try:
         code: int = func(args)
     except KeyboardInterrupt:

@@ -13,34 +13,35 @@ from pathlib import Path
 from packetcapture._defaults import DEFAULT_CAPTURE_DIR, DEFAULT_SNAPLEN
 from packetcapture.cli._names import add_name_args, capture_dir_help
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up)
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 __all__ = ["register", "snaplen"]
+
+
+def _impl(name: str) -> Callable[[argparse.Namespace], int]:
+    """Return ``name`` from the implementation, imported (and its imports settled) now."""
+    from packetcapture.cli import _run_impl, imports_done
+
+    imports_done()
+    function: Callable[[argparse.Namespace], int] = getattr(_run_impl, name)
+    return function
 
 
 def run_run(args: argparse.Namespace) -> int:
     """Run ``packetcapture run`` (see :func:`packetcapture.cli._run_impl.run_run`)."""
-    from packetcapture.cli import imports_done
-    from packetcapture.cli._run_impl import run_run
-
-    imports_done()
-    return run_run(args)
+    return _impl("run_run")(args)
 
 
 def run_status(args: argparse.Namespace) -> int:
     """Run ``packetcapture status`` (see :func:`packetcapture.cli._run_impl.run_status`)."""
-    from packetcapture.cli import imports_done
-    from packetcapture.cli._run_impl import run_status
-
-    imports_done()
-    return run_status(args)
+    return _impl("run_status")(args)
 
 
 def run_plan(args: argparse.Namespace) -> int:
     """Run ``packetcapture plan`` (see :func:`packetcapture.cli._run_impl.run_plan`)."""
-    from packetcapture.cli import imports_done
-    from packetcapture.cli._run_impl import run_plan
-
-    imports_done()
-    return run_plan(args)
+    return _impl("run_plan")(args)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

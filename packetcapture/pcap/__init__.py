@@ -13,6 +13,7 @@ The public API, re-exported from private modules:
   :func:`remove_capture_files`, :func:`find_capture_namespaces`, :func:`merge_captures`.
 """
 
+from packetcapture._lazy import lazy_names
 from packetcapture.pcap._format import LINKTYPE_ETHERNET
 from packetcapture.pcap._layout import (
     CaptureFileName,
@@ -51,22 +52,13 @@ if TYPE_CHECKING:
     )
 
 # Merging is loaded on first use: capturing never needs it (nor its attrs classes).
-_MERGE_NAMES = frozenset({"MergeResult", "MergeSource", "find_merge_sources", "merge_captures"})
-
-
-def __getattr__(name: str) -> object:
-    if name in _MERGE_NAMES:
-        from packetcapture.pcap import _merge
-
-        value = getattr(_merge, name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_MERGE_NAMES})
-
+__getattr__, __dir__ = lazy_names(
+    globals(),
+    dict.fromkeys(
+        ("MergeResult", "MergeSource", "find_merge_sources", "merge_captures"),
+        "packetcapture.pcap._merge",
+    ),
+)
 
 __all__ = [
     "DEFAULT_CAPTURE_DIR",

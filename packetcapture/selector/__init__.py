@@ -11,6 +11,7 @@ message, ``str()`` gives Calico's canonical form and ``unique_id`` its ``UniqueI
 True
 """
 
+from packetcapture._lazy import lazy_names
 from packetcapture.selector._ast import (
     AllNode,
     AndNode,
@@ -45,20 +46,9 @@ if TYPE_CHECKING:
     from packetcapture.selector._index import SelectorIndex
 
 
-def __getattr__(name: str) -> object:
-    # The index is loaded on first use: parsing and evaluating never need it (nor typing,
-    # which its generic class needs).
-    if name == "SelectorIndex":
-        from packetcapture.selector._index import SelectorIndex
-
-        globals()[name] = SelectorIndex
-        return SelectorIndex
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), "SelectorIndex"})
-
+# The index is loaded on first use: parsing and evaluating never need it (nor typing,
+# which its generic class needs).
+__getattr__, __dir__ = lazy_names(globals(), {"SelectorIndex": "packetcapture.selector._index"})
 
 __all__ = [
     "ALL",
