@@ -33,20 +33,9 @@ def _run(
         return replace(fd, name, text)
 
     monkeypatch.setattr(_run_impl, "_replace_state", counted)
-    code = main(
-        [
-            "run",
-            str(EXAMPLES / "sample-capture.yaml"),
-            "--endpoints",
-            str(EXAMPLES / "endpoints.yaml"),
-            "--node",
-            NODE,
-            "--replay-dir",
-            str(EXAMPLES / "traffic"),
-            "--capture-dir",
-            str(out_dir),
-        ]
-    )
+    sample, endpoints = EXAMPLES / "sample-capture.yaml", EXAMPLES / "endpoints.yaml"
+    source = ["--replay-dir", str(EXAMPLES / "traffic"), "--capture-dir", str(out_dir)]
+    code = main(["run", str(sample), "--endpoints", str(endpoints), "--node", NODE, *source])
     out, err = capsys.readouterr()
     assert code == 0, err
     return yaml.safe_load(out)["status"]["files"][0], written
