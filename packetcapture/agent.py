@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import logging
 import os
 import selectors
 import threading
@@ -39,6 +38,7 @@ from pathlib import Path
 import attrs
 
 from packetcapture._frozen import FieldsEq, FieldsRepr
+from packetcapture._lazylog import get_logger
 from packetcapture.backends.base import (
     CaptureBackend,
     LinktypeMismatchError,
@@ -84,7 +84,7 @@ __all__ = [
     "merge_status",
 ]
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 CaptureKey = tuple[str, str]
 EndpointKey = tuple[str, str]

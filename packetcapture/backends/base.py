@@ -27,7 +27,6 @@ from __future__ import annotations
 import abc
 import importlib
 import inspect
-import logging
 import threading
 from collections.abc import Callable
 from types import TracebackType
@@ -37,6 +36,7 @@ import attrs
 
 from packetcapture._defaults import DEFAULT_SNAPLEN
 from packetcapture._frozen import FieldsEq, FieldsRepr
+from packetcapture._lazylog import get_logger
 from packetcapture.errors import BackendClosedError, BackendUnavailableError
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ __all__ = [
     "unregister_backend",
 ]
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 #: One captured packet: capture time in nanoseconds since the Unix epoch, the captured bytes
 #: (at most the snap length) and the length the packet had on the wire.

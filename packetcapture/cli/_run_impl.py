@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as _dt
-import logging
 import os
 import signal
 import sys
@@ -18,6 +17,7 @@ from typing import TextIO
 import attrs
 import yaml
 
+from packetcapture._lazylog import get_logger
 from packetcapture.agent import NodeAgent, StatusCallback, effective_selector
 from packetcapture.backends.base import CaptureBackend, get_backend
 from packetcapture.backends.replay import ReplayBackend, ReplayClock
@@ -47,7 +47,7 @@ from packetcapture.serde import MAX_DOCUMENT_BYTES, dumps, load_all, parse_data,
 
 __all__ = ["run_plan", "run_run", "run_status", "to_dict_entry"]
 
-logger = logging.getLogger("packetcapture.cli")
+logger = get_logger("packetcapture.cli")
 
 STATUS_FILE = ".status-{node}.yaml"
 # A file name holds 255 bytes; the temporary copy adds ".{pid}.tmp" (at most 12 more).
