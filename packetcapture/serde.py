@@ -80,8 +80,9 @@ _KINDS: dict[str, type[Resource]] = {
     "WorkloadEndpoint": WorkloadEndpoint,
 }
 _SPECIAL_NAMES = {"container_id": "containerID", "uid": "uid"}
-#: A one-line string that is surely a file name, not YAML (it loads as a bare string).
-_FILE_NAME = re.compile(r"^[^:\n]*\.(?:ya?ml|json)$", re.IGNORECASE)
+#: A one-line string that is surely a file name, not YAML (it loads as a bare string). Like
+#: _RFC3339, a string: re compiles (and caches) it when first used, not at every start.
+_FILE_NAME = r"(?i)^[^:\n]*\.(?:ya?ml|json)$"
 
 
 def _camel(name: str) -> str:
@@ -93,7 +94,7 @@ def _camel(name: str) -> str:
 
 # --- times -------------------------------------------------------------------------------
 
-_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+_RFC3339 = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
 
 
 def parse_time(value: object) -> _dt.datetime:
@@ -110,7 +111,7 @@ def parse_time(value: object) -> _dt.datetime:
         return value.astimezone(_dt.UTC)
     if not isinstance(value, str):
         raise ValueError(f"time must be an RFC 3339 string, not {_kind(value)}")
-    if not _RFC3339.match(value):
+    if not re.match(_RFC3339, value):
         if re.match(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?$", value):
             raise ValueError(
                 f"time {value!r} has no timezone offset: add 'Z' or an offset like '+02:00'"
@@ -1132,7 +1133,7 @@ def loads(text: str | bytes) -> Resource:
         raise ValidationError(
             [("kind", f"{doc.get('kind')} holds several resources: use load_all")]
         )
-    if isinstance(text, str) and doc == text.strip() and _FILE_NAME.match(doc):
+    if isinstance(text, str) and doc == text.strip() and re.match(_FILE_NAME, doc):
         # loads() takes text only: a file name here is a mistake, whether or not it exists.
         where = "" if _is_file(doc) else f" (no such file: {doc!r})"
         raise ValidationError(
@@ -1176,7 +1177,7 @@ def load_all(source: str | bytes | PathLike[str]) -> list[Resource]:
         isinstance(source, str)
         and len(docs) == 1
         and docs[0] == source.strip()
-        and _FILE_NAME.match(source.strip())
+        and re.match(_FILE_NAME, source.strip())
     ):
         raise ValidationError(
             [
