@@ -214,6 +214,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if _as_program and args.command in _SETTLES:
         _pause_collector()
+    if args.command in _SETTLES:
+        # Their code reads YAML: PyYAML without compiling what only its pure reader uses.
+        from packetcapture._yaml import import_yaml
+
+        import_yaml()
     try:
         code: int = func(args)
     except KeyboardInterrupt:
