@@ -381,9 +381,11 @@ class _Classifier:
         self.memo: dict[tuple[int, int], tuple[int, _Plan] | None] = {}
         self.steps = 0
 
-    def leaf(self, s: int) -> tuple[int, _Plan] | None:
-        """Return (size, plan) if ``s`` needs no test (one target, or free values only)."""
-        ts = [t for t, m in enumerate(self.masks) if s & m]
+    def leaf(self, s: int, ts: list[int]) -> tuple[int, _Plan] | None:
+        """Return (size, plan) if ``s`` needs no test (one target, or free values only).
+
+        ``ts`` are the targets of the values in ``s``, in order.
+        """
         if len(ts) == 1:
             return (0, ("t", ts[0]))
         if not s & self.fixed:
@@ -404,31 +406,36 @@ class _Classifier:
         self.steps += 1
         if self.steps > self._BUDGET:
             raise _TooHardError
-        fixed = s & self.fixed
-        for t, m in enumerate(self.masks):
-            if fixed & m and self.w[t] > budget:
-                return None
-        got = self.leaf(s)
-        if got is not None:
-            return got
+        # Every answer is memoised: it depends on (s, budget) alone.
         key = (s, budget)
-        if key in self.memo:
-            return self.memo[key]
-        best: tuple[int, _Plan] | None = None
-        for name, k, m in self.tests:
-            yes, no = s & m, s & ~m
-            if not yes or not no:
-                continue
-            a = self.solve(yes, budget - 1)
-            if a is None:
-                continue
-            c = self.solve(no, budget - 1)
-            if c is None:
-                continue
-            # The first tree found (tests tried in a good order), not the smallest.
-            best = (1 + a[0] + c[0], ("br", op.JEQ if name == "jeq" else op.JGT, k, a[1], c[1]))
-            break
-        self.memo[key] = best
+        memo = self.memo
+        if key in memo:
+            return memo[key]
+        fixed = s & self.fixed
+        ts = []
+        for t, m in enumerate(self.masks):
+            if s & m:
+                if fixed & m and self.w[t] > budget:
+                    memo[key] = None
+                    return None
+                ts.append(t)
+        best = self.leaf(s, ts)
+        if best is None:
+            for name, k, m in self.tests:
+                yes = s & m
+                if not yes or yes == s:
+                    continue
+                a = self.solve(yes, budget - 1)
+                if a is None:
+                    continue
+                c = self.solve(s ^ yes, budget - 1)
+                if c is None:
+                    continue
+                # The first tree found (tests tried in a good order), not the smallest.
+                test = op.JEQ if name == "jeq" else op.JGT
+                best = (1 + a[0] + c[0], ("br", test, k, a[1], c[1]))
+                break
+        memo[key] = best
         return best
 
     def best(self) -> _Plan:
@@ -777,15 +784,18 @@ def _size(root: _Node) -> int:
     return len(seen)
 
 
-def _plain_paths(root: _Node, cold: Sequence[_Node]) -> tuple[int, int]:
+def _plain_paths(
+    root: _Node,
+    cold: frozenset[_Node],
+    every: dict[_Node, int],
+    accept: dict[_Node, int],
+) -> tuple[int, int]:
     """Return the longest paths that enter no ``cold`` node: to an accepting ``ret``, to any.
 
     Counted in instructions, ``ret`` included: upper bounds for frames without tags or
-    extension headers. Only the nodes such paths reach are visited.
+    extension headers. Only the nodes such paths reach are visited. ``every`` and
+    ``accept`` hold the lengths found (for any calls with the same ``cold``).
     """
-    cold_set = set(cold)
-    every: dict[_Node, int] = {}
-    accept: dict[_Node, int] = {}
     never = -(1 << 20)
     # Depth first; a node is valued once all its (plain) successors are.
     stack = [root]
@@ -794,14 +804,14 @@ def _plain_paths(root: _Node, cold: Sequence[_Node]) -> tuple[int, int]:
         if node in every:
             stack.pop()
             continue
-        todo = [c for c in node.kids if c not in every and c not in cold_set]
+        todo = [c for c in node.kids if c not in every and c not in cold]
         if todo:
             stack += todo
             continue
         stack.pop()
         e, a = 0, never
         for c in node.kids:
-            if c not in cold_set:
+            if c not in cold:
                 e = max(e, every[c])
                 a = max(a, accept[c])
         every[node] = 1 + e
@@ -962,16 +972,26 @@ def _compile(
     if not plan.v4 or not plan.v6:
         variants = [v for v in variants if v[0]]
     shared: _Gen | None = None
+    # Path lengths by node, per set of cold nodes (variants differing in the order of the
+    # first dispatch only share it); the cost by program (two variants may build one).
+    paths: dict[frozenset[_Node], tuple[dict[_Node, int], dict[_Node, int]]] = {}
+    costs: dict[tuple[_Node, frozenset[_Node]], tuple[int, int]] = {}
     for v6_first, compact, direct in variants:
         g = _Gen(plan, linktype, snaplen, vlan, ipv6_extension_headers, shared=shared)
         shared = shared or g
         g.v6_first, g.compact_ext, g.direct6 = v6_first, compact, direct
         r = g.root()
-        # The kernel pays per executed instruction: one instruction off the longest
-        # path on plain frames is worth _PATH_WEIGHT instructions of program size.
-        size = _size(r)
-        accepted, every = _plain_paths(r, g.cold)
-        cost = (_PATH_WEIGHT * (2 * max(accepted, 0) + every) + size, size)
+        cold = frozenset(g.cold)
+        cost = costs.get((r, cold))
+        if cost is None:
+            # The kernel pays per executed instruction: one instruction off the longest
+            # path on plain frames is worth _PATH_WEIGHT instructions of program size.
+            size = _size(r)
+            memo = paths.get(cold)
+            if memo is None:
+                memo = paths[cold] = ({}, {})
+            accepted, every = _plain_paths(r, cold, *memo)
+            cost = costs[r, cold] = (_PATH_WEIGHT * (2 * max(accepted, 0) + every) + size, size)
         if best is None or cost < best[0]:
             best = (cost, g, r)
     assert best is not None
