@@ -241,6 +241,7 @@ _RUN_REPLAY_UNNEEDED = (
     "packetcapture.bpf._codegen",
     "packetcapture.bpf._disasm",
     "packetcapture.bpf._attach",
+    "packetcapture.bpf._typed",  # the compiler and the VM work on raw instructions
 )
 
 
@@ -278,13 +279,15 @@ from packetcapture.model import PacketCaptureRule
 
 prog = compile_filters([PacketCaptureRule("TCP", [80])])
 assert prog.run(bytes(64)) == 0
-lazy = ("_codegen", "_disasm", "_attach")
+lazy = ("_codegen", "_disasm", "_attach", "_typed")
 assert not [m for m in lazy if "packetcapture.bpf." + m in sys.modules]
 # The lazily loaded parts are there on first use, the package's names as before.
 import packetcapture.bpf as bpf
 from packetcapture.bpf._attach import attach
 from packetcapture.bpf._disasm import disassemble
 assert bpf.attach is attach and bpf.disassemble is disassemble and "detach" in dir(bpf)
+from packetcapture.bpf._typed import ALUOp, decode
+assert bpf.ALUOp is ALUOp and bpf.decode is decode and "JumpIf" in dir(bpf)
 assert prog.disassemble().startswith("(000) ldh      [12]")
 assert prog.executor()(bytes(64)) == 0
 assert all("packetcapture.bpf." + m in sys.modules for m in lazy)

@@ -237,8 +237,8 @@ class _Builder:
 _LDB, _LDH = op.LD | op.B | op.ABS, op.LD | op.H | op.ABS
 _LDBX, _LDHX = op.LD | op.B | op.IND, op.LD | op.H | op.IND
 _MSH, _LDXI, _LDXM = op.LDX | op.B | op.MSH, op.LDX | op.IMM, op.LDX | op.MEM
-_ANDK, _LSHK, _ADDK = op.ALU | op.ALUOp.AND, op.ALU | op.ALUOp.LSH, op.ALU | op.ALUOp.ADD
-_ADDX, _TAX, _TXA = op.ALU | op.ALUOp.ADD | op.X, op.MISC | op.MISC_TAX, op.MISC | op.MISC_TXA
+_ANDK, _LSHK, _ADDK = op.ALU | op.AND, op.ALU | op.LSH, op.ALU | op.ADD
+_ADDX, _TAX, _TXA = op.ALU | op.ADD | op.X, op.MISC | op.MISC_TAX, op.MISC | op.MISC_TXA
 _LDI, _ST = op.LD | op.IMM, op.ST
 _MAY_FAIL = frozenset({_LDB, _LDH, _LDBX, _LDHX, _MSH, op.LD | op.ABS, op.LD | op.IND})
 

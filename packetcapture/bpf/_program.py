@@ -7,9 +7,10 @@ from collections.abc import Callable, Iterable
 
 from packetcapture._defaults import DEFAULT_SNAPLEN
 from packetcapture._frozen import Frozen, set_field
+from packetcapture.bpf import _insn as op
 from packetcapture.bpf import _vm
 from packetcapture.bpf._asm import validate
-from packetcapture.bpf._insn import Instruction, RetConstant
+from packetcapture.bpf._insn import Instruction
 
 # The code generator and the disassembler are imported by the methods that use them: a
 # program filtered by the VM (a small replay) or only attached (live) needs neither.
@@ -59,12 +60,12 @@ class BpfProgram(Frozen):
     @classmethod
     def accept_all(cls, linktype: int = 1, snaplen: int = DEFAULT_SNAPLEN) -> BpfProgram:
         """Return the one-instruction program that keeps every packet (``ret #snaplen``)."""
-        return cls((RetConstant(snaplen).assemble(),), linktype, snaplen)
+        return cls((Instruction(op.RET | op.K, 0, 0, snaplen),), linktype, snaplen)
 
     @classmethod
     def reject_all(cls, linktype: int = 1, snaplen: int = DEFAULT_SNAPLEN) -> BpfProgram:
         """Return the one-instruction program that drops every packet (``ret #0``)."""
-        return cls((RetConstant(0).assemble(),), linktype, snaplen)
+        return cls((Instruction(op.RET | op.K),), linktype, snaplen)
 
     def __len__(self) -> int:
         return len(self.instructions)

@@ -209,3 +209,14 @@ def test_a_program_is_a_frozen_value_as_the_attrs_class_it_was() -> None:
     # Still validated on construction, whatever the iterable.
     with pytest.raises(FilterCompileError):
         BpfProgram(iter([Instruction(0x06, 0, 0, 0), Instruction(0x00)]))
+
+
+def test_the_raw_opcode_constants_are_the_enums_values() -> None:
+    # The compiler, the VM and the validator use _insn's ints; the enums (in _typed, loaded
+    # on first use) must hold the same values in the same order.
+    from packetcapture.bpf import ALUOp, _insn
+
+    assert tuple(ALUOp) == _insn.ALU_OPS
+    assert tuple(JumpTest) == _insn.JUMP_TESTS
+    assert all(getattr(_insn, o.name) == o for o in ALUOp)
+    assert all(getattr(_insn, t.name) == t for t in JumpTest)
