@@ -14,25 +14,21 @@ import datetime as _dt
 import functools
 import gc
 import re
+import types
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from os import PathLike
 from pathlib import Path
-from typing import Any, Literal, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar
 
 import attrs
-import cattrs
 import yaml
-from cattrs.errors import (
-    AttributeValidationNote,
-    ClassValidationError,
-    ForbiddenExtraKeysError,
-    IterableValidationError,
-    IterableValidationNote,
-)
-from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from packetcapture import validation as _v
 from packetcapture.errors import Problem, ValidationError
+
+if TYPE_CHECKING:
+    import cattrs
+
 from packetcapture.model import (
     API_VERSION,
     CaptureState,
@@ -84,8 +80,9 @@ _KINDS: dict[str, type[Resource]] = {
     "WorkloadEndpoint": WorkloadEndpoint,
 }
 _SPECIAL_NAMES = {"container_id": "containerID", "uid": "uid"}
-#: A one-line string that is surely a file name, not YAML (it loads as a bare string).
-_FILE_NAME = re.compile(r"^[^:\n]*\.(?:ya?ml|json)$", re.IGNORECASE)
+#: A one-line string that is surely a file name, not YAML (it loads as a bare string). Like
+#: _RFC3339, a string: re compiles (and caches) it when first used, not at every start.
+_FILE_NAME = r"(?i)^[^:\n]*\.(?:ya?ml|json)$"
 
 
 def _camel(name: str) -> str:
@@ -97,7 +94,7 @@ def _camel(name: str) -> str:
 
 # --- times -------------------------------------------------------------------------------
 
-_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+_RFC3339 = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
 
 
 def parse_time(value: object) -> _dt.datetime:
@@ -114,7 +111,7 @@ def parse_time(value: object) -> _dt.datetime:
         return value.astimezone(_dt.UTC)
     if not isinstance(value, str):
         raise ValueError(f"time must be an RFC 3339 string, not {_kind(value)}")
-    if not _RFC3339.match(value):
+    if not re.match(_RFC3339, value):
         if re.match(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?$", value):
             raise ValueError(
                 f"time {value!r} has no timezone offset: add 'Z' or an offset like '+02:00'"
@@ -238,22 +235,6 @@ class _ProblemsError(Exception):
         self.problems = problems
 
 
-def _renames(cls: type) -> dict[str, Any]:
-    return {a.name: override(rename=_camel(a.name)) for a in attrs.fields(cls) if a.name != "extra"}
-
-
-def _structure_fn(cls: type[T], conv: cattrs.Converter, **kwargs: Any) -> Callable[[Any, type], T]:
-    """Return cattrs' generated structure hook for ``cls``, generated when first called."""
-    return _made_on_first_call(lambda: make_dict_structure_fn(cls, conv, **kwargs))
-
-
-def _unstructure_fn(
-    cls: type[T], conv: cattrs.Converter, **kwargs: Any
-) -> Callable[[T], dict[str, Any]]:
-    """Return cattrs' generated unstructure hook for ``cls``, generated when first called."""
-    return _made_on_first_call(lambda: make_dict_unstructure_fn(cls, conv, **kwargs))
-
-
 def _made_on_first_call(make: Callable[[], Callable[..., Any]]) -> Callable[..., Any]:
     """Return a hook that calls ``make()``'s hook, made when the hook is first called.
 
@@ -271,51 +252,65 @@ def _made_on_first_call(make: Callable[[], Callable[..., Any]]) -> Callable[...,
     return hook
 
 
-def _with_extra(
-    conv: cattrs.Converter, cls: type[T]
-) -> tuple[Callable[[Any, type], T], Callable[[T], dict[str, Any]]]:
-    """Hooks for a class whose unknown wire fields are kept in its ``extra`` dict."""
-    known = {_camel(a.name) for a in attrs.fields(cls) if a.name != "extra"}  # type: ignore[arg-type]
-    gen_s = _structure_fn(
-        cls, conv, _cattrs_forbid_extra_keys=True, extra=override(omit=True), **_renames(cls)
-    )
-    gen_u = _unstructure_fn(
-        cls, conv, _cattrs_omit_if_default=True, extra=override(omit=True), **_renames(cls)
-    )
-
-    def structure(value: Any, _: type) -> T:
-        if not isinstance(value, Mapping):
-            raise ValueError(f"must be a mapping, not {_kind(value)}")
-        obj = gen_s({k: v for k, v in value.items() if k in known}, cls)
-        extra = {k: v for k, v in value.items() if k not in known}
-        return attrs.evolve(obj, extra=extra) if extra else obj  # type: ignore[misc]
-
-    def unstructure(obj: T) -> dict[str, Any]:
-        out = gen_u(obj)
-        out.update(obj.extra)  # type: ignore[attr-defined]
-        return out
-
-    return structure, unstructure
+# --- two families of hooks, one registration -----------------------------------------------
+#
+# Documents are loaded (and resources dumped) first by the fast lane: plain hooks that take a
+# valid document to the same object as the converter does and raise on anything else, when
+# the cattrs converter loads it again to say exactly what is wrong (its detailed error tree,
+# every problem with its path). Importing cattrs takes ~16 ms, a sixth of the CLI's start-up
+# goal, and a command given valid input never needs it. Both families are registered by the
+# one function below; a test holds them to the same results on valid and invalid documents.
 
 
-def make_converter() -> cattrs.Converter:
-    """Build the converter between wire dicts and the models (never cattrs' global one)."""
-    conv = cattrs.Converter(forbid_extra_keys=True, omit_if_default=True, detailed_validation=True)
-    conv.register_structure_hook(str, _structure_str)
-    conv.register_structure_hook(int, _structure_int)
-    conv.register_structure_hook_func(lambda t: t == dict[str, str], _structure_str_map)
-    conv.register_structure_hook_func(lambda t: t == dict[str, Any], _structure_any_map)
-    conv.register_structure_hook(_dt.datetime, _structure_time)
-    conv.register_unstructure_hook(_dt.datetime, format_time)
-    conv.register_structure_hook(PortRange, _structure_port)
-    conv.register_unstructure_hook(PortRange, _unstructure_port)
-    conv.register_structure_hook(CaptureState, _structure_state)
-    conv.register_unstructure_hook(CaptureState, lambda s: s.value)
-    conv.register_structure_hook_func(lambda t: t == (int | str | None), _structure_protocol)
-    conv.register_unstructure_hook_func(lambda t: t == (int | str | None), lambda v: v)
+class _NeverRaisedError(Exception):
+    """Stands for cattrs' error type in the fast lane, whose hooks never raise it."""
 
-    def seq_hook(t: Any) -> Callable[[Any, type], tuple[Any, ...]]:
+
+class _CattrsKit:
+    """The converter's family: cattrs' generated hooks and its detailed validation."""
+
+    def __init__(self) -> None:
+        import cattrs
+        from cattrs.errors import ClassValidationError
+
+        self.conv = cattrs.Converter(
+            forbid_extra_keys=True, omit_if_default=True, detailed_validation=True
+        )
+        self.class_error: type[Exception] = ClassValidationError
+
+    @staticmethod
+    def _overrides(model: type, extra: bool) -> dict[str, Any]:
+        from cattrs.gen import override
+
+        names = {a.name: override(rename=_camel(a.name)) for a in attrs.fields(model)}
+        if extra:
+            names["extra"] = override(omit=True)
+        return names
+
+    def structure_fn(self, cls: type[T], extra: bool) -> Callable[[Any, type], T]:
+        """Return cattrs' generated structure hook for ``cls``, generated when first called."""
+        from cattrs.gen import make_dict_structure_fn
+
+        kwargs = self._overrides(cls, extra)
+        return _made_on_first_call(
+            lambda: make_dict_structure_fn(cls, self.conv, _cattrs_forbid_extra_keys=True, **kwargs)
+        )
+
+    def unstructure_fn(self, cls: type[T], extra: bool) -> Callable[[T], dict[str, Any]]:
+        """Return cattrs' generated unstructure hook for ``cls``, generated when first called."""
+        from cattrs.gen import make_dict_unstructure_fn
+
+        kwargs = self._overrides(cls, extra)
+        return _made_on_first_call(
+            lambda: make_dict_unstructure_fn(cls, self.conv, _cattrs_omit_if_default=True, **kwargs)
+        )
+
+    def seq_hook(self, t: Any) -> Callable[[Any, type], tuple[Any, ...]]:
+        """``tuple[X, ...]`` from a list, each bad item reported under its index."""
+        from cattrs.errors import IterableValidationError, IterableValidationNote
+
         (item,) = [a for a in t.__args__ if a is not Ellipsis]
+        conv = self.conv
 
         def structure(value: Any, _: type) -> tuple[Any, ...]:
             items = _structure_list(value)
@@ -336,48 +331,272 @@ def make_converter() -> cattrs.Converter:
 
         return structure
 
+
+def _optional_member(t: Any) -> Any:
+    """``X`` for ``X | None``, else ``None``."""
+    args: tuple[Any, ...] = getattr(t, "__args__", ())
+    if isinstance(t, types.UnionType) and len(args) == 2 and type(None) in args:
+        return args[0] if args[1] is type(None) else args[1]
+    return None
+
+
+def _plain(value: Any) -> Any:
+    """Return a copy of plain YAML data (a ``dict[str, Any]`` field's), as cattrs gives it."""
+    if value is None or type(value) in (str, int, float, bool):
+        return value
+    if type(value) is dict:
+        return {k: _plain(v) for k, v in value.items()}
+    if type(value) is list:
+        return [_plain(v) for v in value]
+    raise TypeError(f"not plain data: {type(value).__name__}")  # the converter decides
+
+
+_Hook: TypeAlias = Callable[..., Any]
+
+
+class _Lane:
+    """The fast lane's converter: exactly the calls :func:`_register` makes of cattrs'.
+
+    Hooks by exact type, by predicate or by factory (the latest registered wins, as in
+    cattrs), ``X | None`` and the plain types; a type it does not know raises (a bug the
+    equivalence tests catch, not a wrong result).
+    """
+
+    def __init__(self) -> None:
+        self._exact: tuple[dict[Any, _Hook], dict[Any, _Hook]] = ({}, {})
+        self._factories: tuple[list[tuple[_Hook, _Hook]], list[tuple[_Hook, _Hook]]] = ([], [])
+        self._made: tuple[dict[Any, _Hook], dict[Any, _Hook]] = ({}, {})
+
+    def register_structure_hook(self, t: Any, hook: _Hook) -> None:
+        self._exact[0][t] = hook
+        self._made[0].clear()
+
+    def register_structure_hook_func(self, pred: _Hook, hook: _Hook) -> None:
+        self.register_structure_hook_factory(pred, lambda _: hook)
+
+    def register_structure_hook_factory(self, pred: _Hook, factory: _Hook) -> None:
+        self._factories[0].insert(0, (pred, factory))
+        self._made[0].clear()
+
+    def register_unstructure_hook(self, t: Any, hook: _Hook) -> None:
+        self._exact[1][t] = hook
+        self._made[1].clear()
+
+    def register_unstructure_hook_func(self, pred: _Hook, hook: _Hook) -> None:
+        self._factories[1].insert(0, (pred, lambda _: hook))
+        self._made[1].clear()
+
+    def get_structure_hook(self, t: Any) -> _Hook:
+        hook = self._made[0].get(t)
+        if hook is None:
+            hook = self._made[0][t] = self._find(0, t)
+        return hook
+
+    def get_unstructure_hook(self, t: Any) -> _Hook:
+        hook = self._made[1].get(t)
+        if hook is None:
+            hook = self._made[1][t] = self._find(1, t)
+        return hook
+
+    def structure(self, value: Any, t: Any) -> Any:
+        return self.get_structure_hook(t)(value, t)
+
+    def unstructure(self, obj: Any) -> Any:
+        return self.get_unstructure_hook(type(obj))(obj)
+
+    def _find(self, way: int, t: Any) -> _Hook:
+        if t in self._exact[way]:
+            return self._exact[way][t]
+        for pred, factory in self._factories[way]:
+            if pred(t):
+                return factory(t)  # type: ignore[no-any-return]
+        member = _optional_member(t)
+        if way == 0:
+            if member is not None:
+                inner = self.get_structure_hook(member)
+                return lambda value, _: None if value is None else inner(value, member)
+        elif t in (str, int, float, bool):
+            return _identity
+        elif member is not None:
+            inner_u = self.get_unstructure_hook(member)
+            return lambda value: None if value is None else inner_u(value)
+        elif getattr(t, "__origin__", None) is tuple and t.__args__[-1] is Ellipsis:
+            item = self.get_unstructure_hook(t.__args__[0])
+            return lambda value: [item(v) for v in value]
+        elif t == dict[str, str]:
+            return dict
+        elif t == dict[str, Any]:
+            return _plain
+        raise TypeError(f"no {('structure', 'unstructure')[way]} hook for {t!r}")
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+class _LaneKit:
+    """The fast lane's family: plain hooks over ``attrs.fields``, made when first called."""
+
+    class_error: type[Exception] = _NeverRaisedError
+
+    def __init__(self) -> None:
+        self.conv = _Lane()
+
+    def structure_fn(self, cls: type[T], extra: bool) -> Callable[[Any, type], T]:
+        """Like cattrs' with ``forbid_extra_keys``: camelCase keys, unknown keys refused."""
+        conv = self.conv
+
+        def make() -> Callable[[Any, type], T]:
+            plan = tuple(
+                (a.alias, _camel(a.name), a.type, conv.get_structure_hook(a.type), a.default)
+                for a in attrs.fields(cls)  # type: ignore[arg-type]
+                if not (extra and a.name == "extra")
+            )
+            known = frozenset(key for _, key, _, _, _ in plan)
+            nothing = attrs.NOTHING
+
+            def structure(value: Any, _: type) -> T:
+                if not known.issuperset(value):
+                    raise ValueError("unknown field")  # the converter names it
+                kwargs = {}
+                for alias, key, t, hook, default in plan:
+                    if key in value:
+                        kwargs[alias] = hook(value[key], t)
+                    elif default is nothing:
+                        raise KeyError(key)
+                return cls(**kwargs)
+
+            return structure
+
+        return _made_on_first_call(make)
+
+    def unstructure_fn(self, cls: type[T], extra: bool) -> Callable[[T], dict[str, Any]]:
+        """Like cattrs' with ``omit_if_default``: a field equal to its default is left out."""
+        conv = self.conv
+
+        def make() -> Callable[[T], dict[str, Any]]:
+            plan = tuple(
+                (
+                    a.name,
+                    _camel(a.name),
+                    conv.get_unstructure_hook(a.type),
+                    a.default,
+                    a.default.factory if isinstance(a.default, attrs.Factory) else None,  # type: ignore[arg-type]
+                )
+                for a in attrs.fields(cls)  # type: ignore[arg-type]
+                if not (extra and a.name == "extra")
+            )
+            nothing = attrs.NOTHING
+
+            def unstructure(obj: T) -> dict[str, Any]:
+                out = {}
+                for name, key, hook, default, factory in plan:
+                    value = getattr(obj, name)
+                    if factory is not None:
+                        if not value != factory():  # noqa: SIM202 - cattrs' test, as it spells it
+                            continue
+                    elif default is not nothing and not value != default:  # noqa: SIM202
+                        continue
+                    out[key] = hook(value)
+                return out
+
+            return unstructure
+
+        return _made_on_first_call(make)
+
+    def seq_hook(self, t: Any) -> Callable[[Any, type], tuple[Any, ...]]:
+        """``tuple[X, ...]`` from a list."""
+        item = t.__args__[0]
+        conv = self.conv
+
+        def structure(value: Any, _: type) -> tuple[Any, ...]:
+            hook = conv.get_structure_hook(item)
+            return tuple([hook(v, item) for v in _structure_list(value)])
+
+        return structure
+
+
+_Kit: TypeAlias = _CattrsKit | _LaneKit
+
+
+def _with_extra(
+    kit: _Kit, cls: type[T]
+) -> tuple[Callable[[Any, type], T], Callable[[T], dict[str, Any]]]:
+    """Hooks for a class whose unknown wire fields are kept in its ``extra`` dict."""
+    known = {_camel(a.name) for a in attrs.fields(cls) if a.name != "extra"}  # type: ignore[arg-type]
+    gen_s = kit.structure_fn(cls, extra=True)
+    gen_u = kit.unstructure_fn(cls, extra=True)
+
+    def structure(value: Any, _: type) -> T:
+        if not isinstance(value, Mapping):
+            raise ValueError(f"must be a mapping, not {_kind(value)}")
+        obj = gen_s({k: v for k, v in value.items() if k in known}, cls)
+        extra = {k: v for k, v in value.items() if k not in known}
+        return attrs.evolve(obj, extra=extra) if extra else obj  # type: ignore[misc]
+
+    def unstructure(obj: T) -> dict[str, Any]:
+        out = gen_u(obj)
+        out.update(obj.extra)  # type: ignore[attr-defined]
+        return out
+
+    return structure, unstructure
+
+
+def make_converter() -> cattrs.Converter:
+    """Build the converter between wire dicts and the models (never cattrs' global one)."""
+    kit = _CattrsKit()
+    _register(kit)
+    return kit.conv
+
+
+def _register(kit: _Kit) -> None:
+    """Register every hook of the models on ``kit``'s converter."""
+    conv = kit.conv
+    conv.register_structure_hook(str, _structure_str)
+    conv.register_structure_hook(int, _structure_int)
+    conv.register_structure_hook_func(lambda t: t == dict[str, str], _structure_str_map)
+    conv.register_structure_hook_func(lambda t: t == dict[str, Any], _structure_any_map)
+    conv.register_structure_hook(_dt.datetime, _structure_time)
+    conv.register_unstructure_hook(_dt.datetime, format_time)
+    conv.register_structure_hook(PortRange, _structure_port)
+    conv.register_unstructure_hook(PortRange, _unstructure_port)
+    conv.register_structure_hook(CaptureState, _structure_state)
+    conv.register_unstructure_hook(CaptureState, lambda s: s.value)
+    conv.register_structure_hook_func(lambda t: t == (int | str | None), _structure_protocol)
+    conv.register_unstructure_hook_func(lambda t: t == (int | str | None), lambda v: v)
     conv.register_structure_hook_factory(
         lambda t: (
             getattr(t, "__origin__", None) is tuple
             and len(getattr(t, "__args__", ())) == 2
             and t.__args__[1] is Ellipsis
         ),
-        seq_hook,
+        kit.seq_hook,
     )
 
     # Inner classes first: a generated hook binds the hooks of its fields when it is made.
     for cls in (PacketCaptureFile, PacketCaptureStatus):
-        conv.register_structure_hook(
-            cls,
-            _mapping_only(
-                _structure_fn(cls, conv, _cattrs_forbid_extra_keys=True, **_renames(cls))
-            ),
-        )
-        conv.register_unstructure_hook(
-            cls, _unstructure_fn(cls, conv, _cattrs_omit_if_default=True, **_renames(cls))
-        )
+        conv.register_structure_hook(cls, _mapping_only(kit.structure_fn(cls, extra=False)))
+        conv.register_unstructure_hook(cls, kit.unstructure_fn(cls, extra=False))
 
-    _checked(conv, PacketCaptureRule, _v.rule_problems)
+    _checked(kit, PacketCaptureRule, _v.rule_problems)
     _checked(
-        conv,
+        kit,
         PacketCaptureSpec,
         lambda s: _v.spec_problems(s, deep=False),
         precheck=_spec_precheck,
         always=("selector",),
     )
 
-    meta_s, meta_u = _with_extra(conv, ObjectMeta)
+    meta_s, meta_u = _with_extra(kit, ObjectMeta)
 
     def structure_meta(value: Any, t: type) -> ObjectMeta:
         try:
             meta = meta_s(value, t)
-        except ClassValidationError as exc:
+        except kit.class_error as exc:
             # The fields that did load are still checked, so all problems show at once.
             pre = _meta_precheck(value)
             if pre:
-                raise ClassValidationError(
-                    exc.message, [*exc.exceptions, _ProblemsError(pre)], ObjectMeta
-                ) from None
+                raise _grown(exc, pre, ObjectMeta) from None
             raise
         problems = _v.meta_problems(meta)
         if problems:
@@ -392,21 +611,20 @@ def make_converter() -> cattrs.Converter:
 
     conv.register_structure_hook(ObjectMeta, structure_meta)
     conv.register_unstructure_hook(ObjectMeta, unstructure_meta)
-    wep_s, wep_u = _with_extra(conv, WorkloadEndpointSpec)
+    wep_s, wep_u = _with_extra(kit, WorkloadEndpointSpec)
 
     def wep_typos(value: Any) -> list[Problem]:
         # Unknown fields are kept, but one spelt like a missing key field is a typo.
         return _v.endpoint_typo_problems(value) if isinstance(value, Mapping) else []
 
     conv.register_structure_hook(
-        WorkloadEndpointSpec, _adding(wep_s, WorkloadEndpointSpec, wep_typos)
+        WorkloadEndpointSpec, _adding(kit, wep_s, WorkloadEndpointSpec, wep_typos)
     )
     conv.register_unstructure_hook(WorkloadEndpointSpec, wep_u)
 
     for top in (PacketCapture, WorkloadEndpoint):
-        conv.register_structure_hook(
-            top, _mapping_only(_structure_fn(top, conv, _cattrs_forbid_extra_keys=True))
-        )
+        conv.register_structure_hook(top, _mapping_only(kit.structure_fn(top, extra=False)))
+        conv.register_unstructure_hook(top, kit.unstructure_fn(top, extra=False))
     wep_top = conv.get_structure_hook(WorkloadEndpoint)
 
     def structure_wep(value: Any, t: type) -> WorkloadEndpoint:
@@ -416,10 +634,6 @@ def make_converter() -> cattrs.Converter:
         if problems:
             raise _ProblemsError(problems)
         return wep
-
-        conv.register_unstructure_hook(
-            top, _unstructure_fn(top, conv, _cattrs_omit_if_default=True)
-        )
 
     def reserved_labels(value: Any) -> list[Problem]:
         # Calico sets the namespace label on endpoints; a capture must not.
@@ -431,12 +645,21 @@ def make_converter() -> cattrs.Converter:
 
     conv.register_structure_hook(WorkloadEndpoint, structure_wep)
     capture_s = conv.get_structure_hook(PacketCapture)
-    conv.register_structure_hook(PacketCapture, _adding(capture_s, PacketCapture, reserved_labels))
-    return conv
+    conv.register_structure_hook(
+        PacketCapture, _adding(kit, capture_s, PacketCapture, reserved_labels)
+    )
+
+
+def _grown(exc: Exception, problems: list[Problem], cls: type) -> Exception:
+    """Return cattrs' class error ``exc`` with ``problems`` found beside it added."""
+    from cattrs.errors import ClassValidationError
+
+    assert isinstance(exc, ClassValidationError)
+    return ClassValidationError(exc.message, [*exc.exceptions, _ProblemsError(problems)], cls)
 
 
 def _adding(
-    hook: Callable[[Any, type], T], cls: type, found: Callable[[Any], list[Problem]]
+    kit: _Kit, hook: Callable[[Any, type], T], cls: type, found: Callable[[Any], list[Problem]]
 ) -> Callable[[Any, type], T]:
     """Wrap a structure hook: problems ``found`` in the raw value show with its own."""
 
@@ -444,11 +667,9 @@ def _adding(
         extra = found(value)
         try:
             obj = hook(value, t)
-        except ClassValidationError as exc:
+        except kit.class_error as exc:
             if extra:
-                raise ClassValidationError(
-                    exc.message, [*exc.exceptions, _ProblemsError(extra)], cls
-                ) from None
+                raise _grown(exc, extra, cls) from None
             raise
         if extra:
             raise _ProblemsError(extra)
@@ -495,7 +716,7 @@ def _spec_precheck(value: Mapping[str, Any]) -> list[Problem]:
 
 
 def _checked(
-    conv: cattrs.Converter,
+    kit: _Kit,
     cls: type[T],
     check: Callable[[T], list[Problem]],
     *,
@@ -503,8 +724,8 @@ def _checked(
     always: tuple[str, ...] = (),
 ) -> None:
     """Register hooks for ``cls`` that also run Calico's semantic checks after structuring."""
-    gen_s = _structure_fn(cls, conv, _cattrs_forbid_extra_keys=True, **_renames(cls))
-    gen_u = _unstructure_fn(cls, conv, _cattrs_omit_if_default=True, **_renames(cls))
+    gen_s = kit.structure_fn(cls, extra=False)
+    gen_u = kit.unstructure_fn(cls, extra=False)
 
     def structure(value: Any, t: type) -> T:
         if not isinstance(value, Mapping):
@@ -512,11 +733,9 @@ def _checked(
         pre = precheck(value) if precheck else []
         try:
             obj = gen_s(value, t)
-        except ClassValidationError as exc:
+        except kit.class_error as exc:
             if pre:
-                raise ClassValidationError(
-                    exc.message, [*exc.exceptions, _ProblemsError(pre)], cls
-                ) from None
+                raise _grown(exc, pre, cls) from None
             raise
         problems = check(obj)
         if problems:
@@ -529,14 +748,21 @@ def _checked(
             out.setdefault(name, getattr(obj, name))
         return out
 
-    conv.register_structure_hook(cls, structure)
-    conv.register_unstructure_hook(cls, unstructure)
+    kit.conv.register_structure_hook(cls, structure)
+    kit.conv.register_unstructure_hook(cls, unstructure)
 
 
 @functools.cache
 def _converter() -> cattrs.Converter:
-    # Built on first use: generating its hooks takes milliseconds, so importing stays cheap.
+    # Built on first use: importing cattrs and generating its hooks takes milliseconds.
     return make_converter()
+
+
+@functools.cache
+def _lane() -> _Lane:
+    kit = _LaneKit()
+    _register(kit)
+    return kit.conv
 
 
 _FIELD_NAMES: dict[str, list[str]] = {
@@ -562,6 +788,14 @@ def _join(path: str, part: str) -> str:
 
 def _problems(exc: BaseException, path: str) -> list[Problem]:
     """Flatten a cattrs error tree into ``(path, message)`` problems."""
+    from cattrs.errors import (
+        AttributeValidationNote,
+        ClassValidationError,
+        ForbiddenExtraKeysError,
+        IterableValidationError,
+        IterableValidationNote,
+    )
+
     if isinstance(exc, _ProblemsError):
         return [(_join(path, p), m) for p, m in exc.problems]
     if isinstance(exc, ForbiddenExtraKeysError):
@@ -617,10 +851,13 @@ def from_dict(data: object) -> Resource:
     if "metadata" not in body:
         problems.append(("metadata", "required field is missing"))
     try:
-        obj = _converter().structure(body, cls)
-    except Exception as exc:  # cattrs raises several kinds; all are flattened below
-        problems += _problems(exc, "")
-        raise ValidationError(problems) from None
+        obj: Resource = _lane().structure(body, cls)
+    except Exception:  # not valid, or not for the fast lane: the converter says which
+        try:
+            obj = _converter().structure(body, cls)
+        except Exception as exc:  # cattrs raises several kinds; all are flattened below
+            problems += _problems(exc, "")
+            raise ValidationError(problems) from None
     if problems:
         raise ValidationError(problems)
     return obj
@@ -628,7 +865,10 @@ def from_dict(data: object) -> Resource:
 
 def to_dict(obj: Resource) -> dict[str, Any]:
     """Return the wire dict of a resource, omitting unset fields."""
-    body: dict[str, Any] = _converter().unstructure(obj)
+    try:
+        body: dict[str, Any] = _lane().unstructure(obj)
+    except Exception:  # a value the fast lane does not know (in ``extra``, say)
+        body = _converter().unstructure(obj)
     return {"apiVersion": API_VERSION, "kind": obj.KIND, **body}
 
 
@@ -893,7 +1133,7 @@ def loads(text: str | bytes) -> Resource:
         raise ValidationError(
             [("kind", f"{doc.get('kind')} holds several resources: use load_all")]
         )
-    if isinstance(text, str) and doc == text.strip() and _FILE_NAME.match(doc):
+    if isinstance(text, str) and doc == text.strip() and re.match(_FILE_NAME, doc):
         # loads() takes text only: a file name here is a mistake, whether or not it exists.
         where = "" if _is_file(doc) else f" (no such file: {doc!r})"
         raise ValidationError(
@@ -937,7 +1177,7 @@ def load_all(source: str | bytes | PathLike[str]) -> list[Resource]:
         isinstance(source, str)
         and len(docs) == 1
         and docs[0] == source.strip()
-        and _FILE_NAME.match(source.strip())
+        and re.match(_FILE_NAME, source.strip())
     ):
         raise ValidationError(
             [

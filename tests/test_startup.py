@@ -139,9 +139,24 @@ def test_no_command_named_builds_every_command(argv: list[str]) -> None:
 def test_validate_loads_what_it_needs_and_no_more() -> None:
     code = "import sys\nfrom packetcapture.cli import main\nsys.exit(main(sys.argv[1:]))\n"
     loaded = _loaded_after(code, "validate", "-q", str(EXAMPLES / "sample-capture.yaml"))
-    assert {"packetcapture.serde", "packetcapture.model", "yaml", "cattrs"} <= loaded
+    assert {"packetcapture.serde", "packetcapture.model", "yaml"} <= loaded
     for name in ("packetcapture.agent", "packetcapture.bpf._compiler", "packetcapture.pcap"):
         assert name not in loaded
+    # A valid document never needs cattrs (the fast lane loads it)...
+    assert "cattrs" not in loaded
+
+
+def test_an_invalid_document_is_explained_by_cattrs(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    text = (EXAMPLES / "sample-capture.yaml").read_text().replace("- 80", "- 80000")
+    bad.write_text(text)
+    code = "import sys\nfrom packetcapture.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+    loaded = _loaded_after(code, "validate", str(bad))
+    # ...an invalid one does: its detailed error tree names every problem with its path.
+    assert {"cattrs", "cattrs.errors"} <= loaded
+    done = _run(code, "validate", str(bad))
+    assert done.returncode == 1
+    assert "spec.filters[0].ports[0]" in done.stderr + done.stdout
 
 
 def test_import_package_loads_no_subpackage() -> None:
@@ -236,6 +251,7 @@ _RUN_REPLAY_UNNEEDED = (
     "packetcapture.pcap._merge",
     "packetcapture.cli._kube",  # other commands' parsers are not built
     "packetcapture.cli._summary",
+    "cattrs",  # valid documents load through the fast lane; cattrs explains invalid ones
     # The sample's few records are filtered by the VM: no generated code, no text forms,
     # nothing attached to a socket.
     "packetcapture.bpf._codegen",

@@ -328,6 +328,12 @@ def _run_agent(
         _err(str(exc))
         _final_status(args, agent)
         return 1
+    except BaseException:
+        # Whatever else ends the run (Ctrl-C twice, a disk error in a status callback...)
+        # still flushes the capture files and closes every replayed or live source.
+        with contextlib.suppress(Exception):
+            agent.close()
+        raise
     agent.close()
     progress.clear()
     return _final_status(args, agent)

@@ -450,3 +450,43 @@ def test_sigterm_during_set_up_stops_it(tmp_path: Path) -> None:
     counters = [line for line in err.splitlines() if " packets, " in line]
     assert 0 < len(counters) < count, len(counters)  # stopped part of the way
     assert yaml.safe_load(out)["status"]["files"][0]["node"] == NODE
+
+
+def test_an_unforeseen_error_mid_run_still_closes_files_and_sources(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from packetcapture.backends.replay import ReplaySource
+    from packetcapture.cli import main
+
+    closed: list[str] = []
+    real_close = ReplaySource.close
+
+    def close(self: ReplaySource) -> None:
+        closed.append(self.interface)
+        real_close(self)
+
+    def step(self: NodeAgent, timeout: float | None = None) -> None:
+        raise RuntimeError("unforeseen")
+
+    monkeypatch.setattr(ReplaySource, "close", close)
+    monkeypatch.setattr(NodeAgent, "step", step)
+    argv = [
+        "run",
+        str(EXAMPLES / "sample-capture.yaml"),
+        "--endpoints",
+        str(EXAMPLES / "endpoints.yaml"),
+        "--node",
+        NODE,
+        "--replay-dir",
+        str(EXAMPLES / "traffic"),
+        "--capture-dir",
+        str(tmp_path),
+    ]
+    with pytest.raises(RuntimeError, match="unforeseen"):
+        main(argv)
+    assert IFACE in closed  # the replayed file is closed, not left to the collector
+    files = list((tmp_path / NS / NAME).glob("*.pcap"))
+    assert files
+    for path in files:  # every capture file was flushed and closed: a whole pcap
+        with pc.pcap.PcapReader(path) as reader:
+            list(reader)
