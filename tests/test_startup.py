@@ -253,6 +253,12 @@ _RUN_REPLAY_UNNEEDED = (
     "packetcapture.cli._kube",  # other commands' parsers are not built
     "packetcapture.cli._summary",
     "cattrs",  # valid documents load through the fast lane; cattrs explains invalid ones
+    # The sample's few records are filtered by the VM: no generated code, no text forms,
+    # nothing attached to a socket.
+    "packetcapture.bpf._codegen",
+    "packetcapture.bpf._disasm",
+    "packetcapture.bpf._attach",
+    "packetcapture.bpf._typed",  # the compiler and the VM work on raw instructions
 )
 
 
@@ -281,6 +287,33 @@ def test_run_replay_loads_only_the_replay_path(tmp_path: Path) -> None:
     assert {"packetcapture.agent", "packetcapture.backends.replay", "yaml"} <= loaded  # it ran
     assert (tmp_path / "sample-namespace" / "sample-capture").is_dir()
     assert loaded.isdisjoint(_RUN_REPLAY_UNNEEDED), sorted(loaded & set(_RUN_REPLAY_UNNEEDED))
+
+
+def test_compiling_and_running_a_filter_loads_only_the_compiler_and_the_vm() -> None:
+    code = """
+import sys
+from packetcapture.bpf import compile_filters
+from packetcapture.model import PacketCaptureRule
+
+prog = compile_filters([PacketCaptureRule("TCP", [80])])
+assert prog.run(bytes(64)) == 0
+lazy = ("_codegen", "_disasm", "_attach", "_typed")
+assert not [m for m in lazy if "packetcapture.bpf." + m in sys.modules]
+# The lazily loaded parts are there on first use, the package's names as before.
+import packetcapture.bpf as bpf
+from packetcapture.bpf._attach import attach
+from packetcapture.bpf._disasm import disassemble
+assert bpf.attach is attach and bpf.disassemble is disassemble and "detach" in dir(bpf)
+from packetcapture.bpf._typed import ALUOp, decode
+assert bpf.ALUOp is ALUOp and bpf.decode is decode and "JumpIf" in dir(bpf)
+assert prog.disassemble().startswith("(000) ldh      [12]")
+assert prog.executor()(bytes(64)) == 0
+assert all("packetcapture.bpf." + m in sys.modules for m in lazy)
+print("ok")
+"""
+    done = _run(code)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "ok\n"
 
 
 def test_validate_loads_no_capture_machinery() -> None:

@@ -13,8 +13,12 @@ from collections.abc import Iterable, Sequence
 
 from packetcapture._frozen import Frozen, set_field
 from packetcapture.bpf import _insn as op
-from packetcapture.bpf._insn import Instruction, JumpTest, TypedInstruction
+from packetcapture.bpf._insn import Instruction
 from packetcapture.errors import FilterCompileError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up)
+if TYPE_CHECKING:
+    from packetcapture.bpf._typed import JumpTest, TypedInstruction
 
 __all__ = ["GoTo", "JumpTo", "Label", "assemble", "validate"]
 
@@ -58,7 +62,8 @@ class GoTo(Frozen):
         set_field(self, "target", target)
 
 
-AsmItem = TypedInstruction | Label | JumpTo | GoTo
+if TYPE_CHECKING:  # what assemble() takes (for annotations: the typed classes load lazily)
+    AsmItem = TypedInstruction | Label | JumpTo | GoTo
 
 
 def assemble(items: Iterable[AsmItem]) -> tuple[Instruction, ...]:
@@ -106,14 +111,14 @@ def assemble(items: Iterable[AsmItem]) -> tuple[Instruction, ...]:
 
 # Every opcode the kernel accepts in a classic filter (net/core/filter.c, codes[]).
 _VALID = frozenset(
-    [op.ALU | o | s for o in op.ALUOp for s in (op.K, op.X)]
+    [op.ALU | o | s for o in op.ALU_OPS for s in (op.K, op.X)]
     + [op.ALU | 0x80]
     + [op.LD | sz | m for sz in (op.W, op.H, op.B) for m in (op.ABS, op.IND)]
     + [op.LD | op.W | op.LEN, op.LDX | op.W | op.LEN, op.LD | op.IMM, op.LD | op.MEM]
     + [op.LDX | op.IMM, op.LDX | op.MEM, op.LDX | op.B | op.MSH]
     + [op.ST, op.STX, op.MISC | op.MISC_TAX, op.MISC | op.MISC_TXA]
     + [op.RET | op.K, op.RET | op.RA, op.JMP | op.JA]
-    + [op.JMP | t | s for t in JumpTest for s in (op.K, op.X)]
+    + [op.JMP | t | s for t in op.JUMP_TESTS for s in (op.K, op.X)]
 )
 
 
@@ -129,9 +134,9 @@ def validate(insns: Sequence[Instruction]) -> None:
         cls = code & 0x07
         if cls == op.ALU and code & op.X == 0:
             o = code & 0xF0
-            if o in (op.ALUOp.DIV, op.ALUOp.MOD) and k == 0:
+            if o in (op.DIV, op.MOD) and k == 0:
                 raise FilterCompileError(f"instruction {pc}: division by constant zero")
-            if o in (op.ALUOp.LSH, op.ALUOp.RSH) and k >= 32:
+            if o in (op.LSH, op.RSH) and k >= 32:
                 raise FilterCompileError(f"instruction {pc}: shift by {k} (max 31)")
         if code in (op.LD | op.MEM, op.LDX | op.MEM, op.ST, op.STX) and k >= op.MEMWORDS:
             raise FilterCompileError(f"instruction {pc}: scratch index {k} out of range")

@@ -32,6 +32,7 @@ from typing import NamedTuple
 
 from packetcapture.bpf import _insn as op
 from packetcapture.bpf._insn import Instruction
+from packetcapture.bpf._typed import ALUOp
 
 __all__ = ["Scanner", "generate_scanner_source", "generate_source", "make_executor", "make_scanner"]
 
@@ -366,38 +367,38 @@ class _Gen:
         ba, bx = path.ba, path.bx
         if code == op.ALU | 0x80:
             return ["a = -a & 0xFFFFFFFF"], path._replace(ba=_M32)
-        o = op.ALUOp(code & 0xF0)
+        o = ALUOp(code & 0xF0)
         use_x = bool(code & op.X)
         if use_x and path.cx is not None:
             # A known X is a constant operand (as if the instruction used K)...
             use_x, k = False, path.cx
-            if o in (op.ALUOp.DIV, op.ALUOp.MOD) and not k:
+            if o in (ALUOp.DIV, ALUOp.MOD) and not k:
                 return self.ret("0"), path  # ...division by X = 0 drops the packet
-            if o in (op.ALUOp.LSH, op.ALUOp.RSH) and k >= 32:
+            if o in (ALUOp.LSH, ALUOp.RSH) and k >= 32:
                 return ["a = 0"], path._replace(ba=0)  # ...and a shift by X >= 32 gives 0
         v, bv = ("x", bx) if use_x else (str(k), k)
         pre: list[str] = []
-        if o in (op.ALUOp.DIV, op.ALUOp.MOD) and use_x:
+        if o in (ALUOp.DIV, ALUOp.MOD) and use_x:
             pre = ["if x == 0:", *("    " + s for s in self.ret("0"))]
-        if o == op.ALUOp.ADD:
+        if o == ALUOp.ADD:
             bound = ba + bv
             expr = f"a + {v}"
-        elif o == op.ALUOp.SUB:
+        elif o == ALUOp.SUB:
             bound, expr = _M32 + 1, f"a - {v}"
-        elif o == op.ALUOp.MUL:
+        elif o == ALUOp.MUL:
             bound, expr = ba * bv, f"a * {v}"
-        elif o == op.ALUOp.DIV:
+        elif o == ALUOp.DIV:
             return [*pre, f"a = a // {v}"], path
-        elif o == op.ALUOp.MOD:
+        elif o == ALUOp.MOD:
             return [*pre, f"a = a % {v}"], path._replace(ba=min(ba, max(bv - 1, 0)))
-        elif o == op.ALUOp.AND:
+        elif o == ALUOp.AND:
             expr = "a & x" if use_x else self.masked("a", k, ba)
             return [f"a = {expr}"], path._replace(ba=min(ba, bv))
-        elif o == op.ALUOp.OR:
+        elif o == ALUOp.OR:
             return [f"a = a | {v}"], path._replace(ba=(1 << max(ba, bv).bit_length()) - 1)
-        elif o == op.ALUOp.XOR:
+        elif o == ALUOp.XOR:
             return [f"a = a ^ {v}"], path._replace(ba=(1 << max(ba, bv).bit_length()) - 1)
-        elif o == op.ALUOp.RSH:
+        elif o == ALUOp.RSH:
             if use_x:
                 return ["a = a >> x if x < 32 else 0"], path
             return [f"a = a >> {k}"], path._replace(ba=ba >> k)

@@ -4,7 +4,7 @@ Pipeline: rules -> a *plan* (for each address family, what each upper-layer prot
 needs: accept, or a port test against a set of sorted, merged ranges) -> a DAG of
 instructions built bottom-up with hash-consing (so identical tails exist once) -> a layout
 (reverse post-order, fall-through preferred, over-long jumps fixed by duplicating ``ret``s)
--> labels resolved by the assembler.
+-> raw instructions, jump offsets resolved as they are laid out.
 
 Frame layout decisions:
 
@@ -23,12 +23,12 @@ Frame layout decisions:
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
 from packetcapture.bpf import _insn as op
-from packetcapture.bpf._asm import AsmItem, GoTo, JumpTo, Label, assemble
-from packetcapture.bpf._insn import Instruction, JumpTest, decode
+from packetcapture.bpf._insn import Instruction
 from packetcapture.bpf._program import DEFAULT_SNAPLEN, BpfProgram
 from packetcapture.errors import FilterCompileError
 from packetcapture.model import PacketCaptureRule, PortRange
@@ -237,8 +237,8 @@ class _Builder:
 _LDB, _LDH = op.LD | op.B | op.ABS, op.LD | op.H | op.ABS
 _LDBX, _LDHX = op.LD | op.B | op.IND, op.LD | op.H | op.IND
 _MSH, _LDXI, _LDXM = op.LDX | op.B | op.MSH, op.LDX | op.IMM, op.LDX | op.MEM
-_ANDK, _LSHK, _ADDK = op.ALU | op.ALUOp.AND, op.ALU | op.ALUOp.LSH, op.ALU | op.ALUOp.ADD
-_ADDX, _TAX, _TXA = op.ALU | op.ALUOp.ADD | op.X, op.MISC | op.MISC_TAX, op.MISC | op.MISC_TXA
+_ANDK, _LSHK, _ADDK = op.ALU | op.AND, op.ALU | op.LSH, op.ALU | op.ADD
+_ADDX, _TAX, _TXA = op.ALU | op.ADD | op.X, op.MISC | op.MISC_TAX, op.MISC | op.MISC_TXA
 _LDI, _ST = op.LD | op.IMM, op.ST
 _MAY_FAIL = frozenset({_LDB, _LDH, _LDBX, _LDHX, _MSH, op.LD | op.ABS, op.LD | op.IND})
 
@@ -359,33 +359,36 @@ class _Classifier:
         self.t = target_of
         self.w = weights
         self.free = free
-        self.masks = [
-            _mask(v for v in range(256) if target_of[v] == t) for t in range(len(weights))
-        ]
-        bounds = {v for v in range(255) if target_of[v] != target_of[v + 1]}
-        specials = {
-            v
-            for v in range(256)
-            if (v and target_of[v] != target_of[v - 1])
-            and (v == 255 or target_of[v] != target_of[v + 1])
-        }
-        specials |= {v for v in range(256) if free >> v & 1}
-        if target_of[0] != target_of[1]:
-            specials.add(0)
+        masks = [0] * len(weights)
+        for v, t in enumerate(target_of):
+            masks[t] |= 1 << v
+        self.masks = masks
+        # v is a bound when v and v + 1 go to different targets; a value whose neighbours
+        # both differ from it (or 0 and 255 with their one neighbour) is special.
+        bounds = [v for v, (a, b) in enumerate(itertools.pairwise(target_of)) if a != b]
+        inside = set(bounds)
+        specials = {v for v in bounds if v - 1 in inside}
+        specials |= {0} if 0 in inside else set()
+        specials |= {255} if 254 in inside else set()
+        specials |= {v for v in range(free.bit_length()) if free >> v & 1}
         # Wanted values first (accepting early), then range splits, then the rest.
         wanted = [v for v in sorted(specials) if not free >> v & 1 and target_of[v]]
         self.tests = [("jeq", v, 1 << v) for v in wanted]
-        self.tests += [("jgt", b, _mask(range(b + 1, 256))) for b in sorted(bounds)]
+        # The values above b: every value but 0..b.
+        self.tests += [("jgt", b, _ALL ^ ((2 << b) - 1)) for b in bounds]
         self.tests += [("jeq", v, 1 << v) for v in sorted(specials) if v not in wanted]
+        self.fixed = _ALL & ~free  # the values whose paths count
         self.memo: dict[tuple[int, int], tuple[int, _Plan] | None] = {}
         self.steps = 0
 
-    def leaf(self, s: int) -> tuple[int, _Plan] | None:
-        """Return (size, plan) if ``s`` needs no test (one target, or free values only)."""
-        ts = [t for t, m in enumerate(self.masks) if s & m]
+    def leaf(self, s: int, ts: list[int]) -> tuple[int, _Plan] | None:
+        """Return (size, plan) if ``s`` needs no test (one target, or free values only).
+
+        ``ts`` are the targets of the values in ``s``, in order.
+        """
         if len(ts) == 1:
             return (0, ("t", ts[0]))
-        if s & ~self.free == 0:
+        if not s & self.fixed:
             # Free values only: a jeq chain, depth does not matter.
             plan: _Plan = ("t", ts[-1])
             for t in reversed(ts[:-1]):
@@ -403,30 +406,36 @@ class _Classifier:
         self.steps += 1
         if self.steps > self._BUDGET:
             raise _TooHardError
-        for t, m in enumerate(self.masks):
-            if s & m & ~self.free and self.w[t] > budget:
-                return None
-        got = self.leaf(s)
-        if got is not None:
-            return got
+        # Every answer is memoised: it depends on (s, budget) alone.
         key = (s, budget)
-        if key in self.memo:
-            return self.memo[key]
-        best: tuple[int, _Plan] | None = None
-        for name, k, m in self.tests:
-            yes, no = s & m, s & ~m
-            if not yes or not no:
-                continue
-            a = self.solve(yes, budget - 1)
-            if a is None:
-                continue
-            c = self.solve(no, budget - 1)
-            if c is None:
-                continue
-            # The first tree found (tests tried in a good order), not the smallest.
-            best = (1 + a[0] + c[0], ("br", op.JEQ if name == "jeq" else op.JGT, k, a[1], c[1]))
-            break
-        self.memo[key] = best
+        memo = self.memo
+        if key in memo:
+            return memo[key]
+        fixed = s & self.fixed
+        ts = []
+        for t, m in enumerate(self.masks):
+            if s & m:
+                if fixed & m and self.w[t] > budget:
+                    memo[key] = None
+                    return None
+                ts.append(t)
+        best = self.leaf(s, ts)
+        if best is None:
+            for name, k, m in self.tests:
+                yes = s & m
+                if not yes or yes == s:
+                    continue
+                a = self.solve(yes, budget - 1)
+                if a is None:
+                    continue
+                c = self.solve(s ^ yes, budget - 1)
+                if c is None:
+                    continue
+                # The first tree found (tests tried in a good order), not the smallest.
+                test = op.JEQ if name == "jeq" else op.JGT
+                best = (1 + a[0] + c[0], ("br", test, k, a[1], c[1]))
+                break
+        memo[key] = best
         return best
 
     def best(self) -> _Plan:
@@ -463,8 +472,21 @@ def _longest(node: _Node, memo: dict[int, int]) -> int:
 
 
 class _Gen:
-    def __init__(self, plan: Plan, linktype: int, snaplen: int, vlan: bool, ext: bool) -> None:
-        self.b = _Builder()
+    def __init__(
+        self,
+        plan: Plan,
+        linktype: int,
+        snaplen: int,
+        vlan: bool,
+        ext: bool,
+        *,
+        shared: _Gen | None = None,
+    ) -> None:
+        # The variants of one compile share the node factory and the parts their choices
+        # do not change (``memo``): interning makes a shared node the very one a variant
+        # would have built, so each variant's graph is what it would be on its own.
+        self.b: _Builder = _Builder() if shared is None else shared.b
+        self.memo: dict[tuple[object, ...], Any] = {} if shared is None else shared.memo
         self.plan = plan
         self.linktype = linktype
         self.l3 = LINKTYPES[linktype][1]
@@ -479,8 +501,10 @@ class _Gen:
         self.hot: list[_Node] = []
         self.acc = self.b.ret(snaplen)
         self.rej = self.b.ret(0)
-        self.trees: dict[Ranges, _Plan] = {}
-        self.blocks: dict[tuple[Ranges, int | None], _Node] = {}
+        self.trees: dict[Ranges, _Plan] = {} if shared is None else shared.trees
+        self.blocks: dict[tuple[Ranges, int | None], _Node] = (
+            {} if shared is None else shared.blocks
+        )
 
     def tree(self, ranges: Ranges) -> _Plan:
         if ranges not in self.trees:
@@ -504,6 +528,14 @@ class _Gen:
 
     # IPv4 -------------------------------------------------------------------------------
     def ipv4(self, tagged: bool) -> _Node:
+        """IPv4 dispatch (the same in every variant)."""
+        key = ("v4", tagged)
+        got = self.memo.get(key)
+        if got is None:
+            got = self.memo[key] = self._ipv4(tagged)
+        return got
+
+    def _ipv4(self, tagged: bool) -> _Node:
         b, l3 = self.b, self.l3
         cases: dict[int, _Node] = {}
         for proto, ranges in self.plan.v4.items():
@@ -545,7 +577,15 @@ class _Gen:
         return out
 
     def walk(self) -> tuple[_Node, _Node]:
-        """Return the first step's (generic header, fragment header) entry points.
+        """Return the first step's (generic header, fragment header) entry points."""
+        key = ("walk", self.direct6)
+        got = self.memo.get(key)
+        if got is None:
+            got = self.memo[key] = self._walk()
+        return got
+
+    def _walk(self) -> tuple[_Node, _Node]:
+        """Build the extension-header walk (see :meth:`walk`).
 
         X is the cursor: the current extension header starts at ``x + L3 + 40``. Each
         step skips one header (``M[0]`` holds the new cursor while A fetches its
@@ -612,6 +652,17 @@ class _Gen:
 
     def ipv6(self) -> _Node:
         """IPv6 dispatch; X = bytes between the link header and IPv6 (0 when untagged)."""
+        key = ("v6", self.compact_ext, self.direct6)
+        got = self.memo.get(key)
+        if got is None:
+            before = len(self.cold)
+            node = self._ipv6()
+            got = self.memo[key] = (node, self.cold[before:])
+        else:
+            self.cold += got[1]
+        return got[0]
+
+    def _ipv6(self) -> _Node:
         b, l3 = self.b, self.l3
         if not self.plan.v6:
             return self.rej
@@ -721,20 +772,46 @@ def _order(root: _Node, hot: Sequence[_Node] = ()) -> list[_Node]:
     return post[::-1]
 
 
-def _plain_paths(root: _Node, cold: Sequence[_Node], order: Sequence[_Node]) -> tuple[int, int]:
+def _size(root: _Node) -> int:
+    """Return the number of nodes reachable from ``root`` (the program's size)."""
+    seen = {root}
+    stack = [root]
+    while stack:
+        for c in stack.pop().kids:
+            if c not in seen:
+                seen.add(c)
+                stack.append(c)
+    return len(seen)
+
+
+def _plain_paths(
+    root: _Node,
+    cold: frozenset[_Node],
+    every: dict[_Node, int],
+    accept: dict[_Node, int],
+) -> tuple[int, int]:
     """Return the longest paths that enter no ``cold`` node: to an accepting ``ret``, to any.
 
     Counted in instructions, ``ret`` included: upper bounds for frames without tags or
-    extension headers. ``order`` is ``_order(root)``.
+    extension headers. Only the nodes such paths reach are visited. ``every`` and
+    ``accept`` hold the lengths found (for any calls with the same ``cold``).
     """
-    cold_set = set(cold)
-    every: dict[_Node, int] = {}
-    accept: dict[_Node, int] = {}
     never = -(1 << 20)
-    for node in reversed(order):
+    # Depth first; a node is valued once all its (plain) successors are.
+    stack = [root]
+    while stack:
+        node = stack[-1]
+        if node in every:
+            stack.pop()
+            continue
+        todo = [c for c in node.kids if c not in every and c not in cold]
+        if todo:
+            stack += todo
+            continue
+        stack.pop()
         e, a = 0, never
         for c in node.kids:
-            if c not in cold_set:
+            if c not in cold:
                 e = max(e, every[c])
                 a = max(a, accept[c])
         every[node] = 1 + e
@@ -742,7 +819,7 @@ def _plain_paths(root: _Node, cold: Sequence[_Node], order: Sequence[_Node]) -> 
     return accept[root], every[root]
 
 
-def _layout(root: _Node, hot: Sequence[_Node] = ()) -> list[AsmItem]:
+def _layout(root: _Node, hot: Sequence[_Node] = ()) -> list[Instruction]:
     nodes = _order(root, hot)
     slot = {id(n): _Slot(n.kind, n.code, n.k) for n in nodes}
     seq: list[_Slot] = []
@@ -772,20 +849,20 @@ def _layout(root: _Node, hot: Sequence[_Node] = ()) -> list[AsmItem]:
             assert orig.t is not None and orig.f is not None
             copy.targets = [slot[id(orig.t)], slot[id(orig.f)]]
     _fix_long_jumps(seq)
+    # Raw instructions at once (what assembling typed ones with labels would give).
     pos = {id(s): i for i, s in enumerate(seq)}
-    labelled = {id(t) for s in seq for t in s.targets}
-    items: list[AsmItem] = []
+    out: list[Instruction] = []
     for i, s in enumerate(seq):
-        if id(s) in labelled:
-            items.append(Label(f"L{i}"))
         if s.kind == "br":
-            t, f = (f"L{pos[id(x)]}" for x in s.targets)
-            items.append(JumpTo(JumpTest(s.code & 0xF0), s.k, t, f))
+            jt, jf = (pos[id(x)] - i - 1 for x in s.targets)
+            if not (0 <= jt <= 255 and 0 <= jf <= 255):
+                raise FilterCompileError("cannot lay out jumps within 255 instructions")
+            out.append(Instruction(s.code, jt, jf, s.k))
         elif s.kind == "ja":
-            items.append(GoTo(f"L{pos[id(s.targets[0])]}"))
+            out.append(Instruction(s.code, 0, 0, pos[id(s.targets[0])] - i - 1))
         else:
-            items.append(decode(Instruction(s.code, 0, 0, s.k)))
-    return items
+            out.append(Instruction(s.code, 0, 0, s.k))
+    return out
 
 
 def _fix_long_jumps(seq: list[_Slot]) -> None:
@@ -894,16 +971,27 @@ def _compile(
         variants = [v for v in variants if not v[1]]
     if not plan.v4 or not plan.v6:
         variants = [v for v in variants if v[0]]
+    shared: _Gen | None = None
+    # Path lengths by node, per set of cold nodes (variants differing in the order of the
+    # first dispatch only share it); the cost by program (two variants may build one).
+    paths: dict[frozenset[_Node], tuple[dict[_Node, int], dict[_Node, int]]] = {}
+    costs: dict[tuple[_Node, frozenset[_Node]], tuple[int, int]] = {}
     for v6_first, compact, direct in variants:
-        g = _Gen(plan, linktype, snaplen, vlan, ipv6_extension_headers)
+        g = _Gen(plan, linktype, snaplen, vlan, ipv6_extension_headers, shared=shared)
+        shared = shared or g
         g.v6_first, g.compact_ext, g.direct6 = v6_first, compact, direct
         r = g.root()
-        # The kernel pays per executed instruction: one instruction off the longest
-        # path on plain frames is worth _PATH_WEIGHT instructions of program size.
-        order = _order(r)
-        size = len(order)
-        accepted, every = _plain_paths(r, g.cold, order)
-        cost = (_PATH_WEIGHT * (2 * max(accepted, 0) + every) + size, size)
+        cold = frozenset(g.cold)
+        cost = costs.get((r, cold))
+        if cost is None:
+            # The kernel pays per executed instruction: one instruction off the longest
+            # path on plain frames is worth _PATH_WEIGHT instructions of program size.
+            size = _size(r)
+            memo = paths.get(cold)
+            if memo is None:
+                memo = paths[cold] = ({}, {})
+            accepted, every = _plain_paths(r, cold, *memo)
+            cost = costs[r, cold] = (_PATH_WEIGHT * (2 * max(accepted, 0) + every) + size, size)
         if best is None or cost < best[0]:
             best = (cost, g, r)
     assert best is not None
@@ -912,12 +1000,12 @@ def _compile(
         raise FilterCompileError(
             f"the filters need more than {op.MAX_INSNS} BPF instructions; use fewer ports"
         )
-    items = _layout(root, gen.hot)
-    if sum(not isinstance(i, Label) for i in items) > op.MAX_INSNS:
+    insns = _layout(root, gen.hot)
+    if len(insns) > op.MAX_INSNS:
         raise FilterCompileError(
             f"the filters need more than {op.MAX_INSNS} BPF instructions; use fewer ports"
         )
-    return BpfProgram(assemble(items), linktype, snaplen)
+    return BpfProgram(insns, linktype, snaplen)  # validated there
 
 
 _compile_cached = functools.lru_cache(maxsize=256)(_compile)

@@ -6,20 +6,21 @@ from collections.abc import Sequence
 
 from packetcapture.bpf import _insn as op
 from packetcapture.bpf._insn import Instruction
+from packetcapture.bpf._typed import ALUOp
 
 __all__ = ["disassemble", "image"]
 
 _ALU_NAMES = {
-    op.ALUOp.ADD: "add",
-    op.ALUOp.SUB: "sub",
-    op.ALUOp.MUL: "mul",
-    op.ALUOp.DIV: "div",
-    op.ALUOp.MOD: "mod",
-    op.ALUOp.AND: "and",
-    op.ALUOp.OR: "or",
-    op.ALUOp.XOR: "xor",
-    op.ALUOp.LSH: "lsh",
-    op.ALUOp.RSH: "rsh",
+    ALUOp.ADD: "add",
+    ALUOp.SUB: "sub",
+    ALUOp.MUL: "mul",
+    ALUOp.DIV: "div",
+    ALUOp.MOD: "mod",
+    ALUOp.AND: "and",
+    ALUOp.OR: "or",
+    ALUOp.XOR: "xor",
+    ALUOp.LSH: "lsh",
+    ALUOp.RSH: "rsh",
 }
 _JMP_NAMES = {op.JEQ: "jeq", op.JGT: "jgt", op.JGE: "jge", op.JSET: "jset"}
 _SZ = {op.W: "", op.H: "h", op.B: "b"}
@@ -70,10 +71,10 @@ def _operand(ins: Instruction) -> tuple[str, str]:
         o = code & 0xF0
         if o in _ALU_NAMES and code & ~0xF8 == op.ALU:
             if code & op.X:
-                return _ALU_NAMES[op.ALUOp(o)], "x"
+                return _ALU_NAMES[ALUOp(o)], "x"
             # Like libpcap: bit operations in hex, arithmetic in decimal.
-            hexa = o in (op.ALUOp.AND, op.ALUOp.OR, op.ALUOp.XOR)
-            return _ALU_NAMES[op.ALUOp(o)], f"#0x{k:x}" if hexa else f"#{k}"
+            hexa = o in (ALUOp.AND, ALUOp.OR, ALUOp.XOR)
+            return _ALU_NAMES[ALUOp(o)], f"#0x{k:x}" if hexa else f"#{k}"
     elif code == op.MISC | op.MISC_TAX:
         return "tax", ""
     elif code == op.MISC | op.MISC_TXA:

@@ -5,54 +5,67 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Iterable
 
-import attrs
-
 from packetcapture._defaults import DEFAULT_SNAPLEN
-from packetcapture._frozen import FieldsRepr
-from packetcapture.bpf import _codegen, _disasm, _vm
+from packetcapture._frozen import Frozen, set_field
+from packetcapture.bpf import _insn as op
+from packetcapture.bpf import _vm
 from packetcapture.bpf._asm import validate
-from packetcapture.bpf._insn import Instruction, RetConstant
+from packetcapture.bpf._insn import Instruction
+
+# The code generator and the disassembler are imported by the methods that use them: a
+# program filtered by the VM (a small replay) or only attached (live) needs neither.
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up)
+if TYPE_CHECKING:
+    from packetcapture.bpf import _codegen
 
 __all__ = ["DEFAULT_SNAPLEN", "BpfProgram"]
 
 _SOCK_FILTER = struct.Struct("=HBBI")
 
 
-def _to_insns(value: Iterable[Instruction]) -> tuple[Instruction, ...]:
-    return tuple(value)
-
-
-@attrs.frozen(eq=True, repr=False)
-class BpfProgram(FieldsRepr):
+class BpfProgram(Frozen):
     """A classic BPF program, validated with the kernel's rules on construction.
 
     ``linktype`` says which link-layer header the frames start with (1 Ethernet,
     113 Linux SLL, 276 SLL2, 101 raw IP); ``snaplen`` is what an accepting program
     returns. Raises ``FilterCompileError`` if the instructions are not a valid program.
+    Immutable, equal and hashed by its three fields.
     """
 
-    instructions: tuple[Instruction, ...] = attrs.field(converter=_to_insns)
-    linktype: int = 1
-    snaplen: int = DEFAULT_SNAPLEN
-    _executor: list[Callable[[bytes], int]] = attrs.field(
-        factory=list, init=False, repr=False, eq=False, hash=False
-    )
-    _scanner: dict[bool, _codegen.Scanner] = attrs.field(
-        factory=dict, init=False, repr=False, eq=False, hash=False
-    )
+    # A frozen value class written out (packetcapture._frozen), not an attrs one: making
+    # an attrs class costs every command that compiles a filter ~0.4 ms at start-up.
+    # Weak references: the replay backend counts the VM's input per program.
+    __slots__ = ("__weakref__", "_executor", "_scanner", "instructions", "linktype", "snaplen")
+    __match_args__ = ("instructions", "linktype", "snaplen")
+    instructions: tuple[Instruction, ...]
+    linktype: int
+    snaplen: int
+    _executor: list[Callable[[bytes], int]]  # the generated executor, made on first use
+    _scanner: dict[bool, _codegen.Scanner]  # the pcap scanners, by ``timed``
 
-    def __attrs_post_init__(self) -> None:
-        validate(self.instructions)
+    def __init__(
+        self,
+        instructions: Iterable[Instruction],
+        linktype: int = 1,
+        snaplen: int = DEFAULT_SNAPLEN,
+    ) -> None:
+        insns = tuple(instructions)
+        set_field(self, "instructions", insns)
+        set_field(self, "linktype", linktype)
+        set_field(self, "snaplen", snaplen)
+        set_field(self, "_executor", [])
+        set_field(self, "_scanner", {})
+        validate(insns)
 
     @classmethod
     def accept_all(cls, linktype: int = 1, snaplen: int = DEFAULT_SNAPLEN) -> BpfProgram:
         """Return the one-instruction program that keeps every packet (``ret #snaplen``)."""
-        return cls((RetConstant(snaplen).assemble(),), linktype, snaplen)
+        return cls((Instruction(op.RET | op.K, 0, 0, snaplen),), linktype, snaplen)
 
     @classmethod
     def reject_all(cls, linktype: int = 1, snaplen: int = DEFAULT_SNAPLEN) -> BpfProgram:
         """Return the one-instruction program that drops every packet (``ret #0``)."""
-        return cls((RetConstant(0).assemble(),), linktype, snaplen)
+        return cls((Instruction(op.RET | op.K),), linktype, snaplen)
 
     def __len__(self) -> int:
         return len(self.instructions)
@@ -79,6 +92,8 @@ class BpfProgram(FieldsRepr):
         It gives the same verdicts as ``run(frame)`` and is several times faster.
         """
         if not self._executor:
+            from packetcapture.bpf import _codegen
+
             self._executor.append(_codegen.make_executor(self.instructions))
         return self._executor[0]
 
@@ -92,11 +107,15 @@ class BpfProgram(FieldsRepr):
         """
         scanner = self._scanner.get(timed)
         if scanner is None:
+            from packetcapture.bpf import _codegen
+
             scanner = self._scanner[timed] = _codegen.make_scanner(self.instructions, timed=timed)
         return scanner
 
     def python_source(self) -> str:
         """Return the source of the generated executor (for debugging)."""
+        from packetcapture.bpf import _codegen
+
         return _codegen.generate_source(self.instructions)
 
     def pack(self) -> bytes:
@@ -113,6 +132,8 @@ class BpfProgram(FieldsRepr):
 
     def disassemble(self, fmt: str = "d") -> str:
         """Return the program as ``tcpdump -d`` (``"d"``), ``-dd`` or ``-ddd`` text."""
+        from packetcapture.bpf import _disasm
+
         return _disasm.disassemble(self.instructions, fmt)
 
     def __str__(self) -> str:

@@ -26,25 +26,25 @@ def _load(frame: bytes, off: int, size: int) -> int | None:
 
 def _alu(code: int, a: int, v: int) -> int | None:
     o = code & 0xF0
-    if o == op.ALUOp.ADD:
+    if o == op.ADD:
         return (a + v) & _M32
-    if o == op.ALUOp.SUB:
+    if o == op.SUB:
         return (a - v) & _M32
-    if o == op.ALUOp.MUL:
+    if o == op.MUL:
         return (a * v) & _M32
-    if o == op.ALUOp.DIV:
+    if o == op.DIV:
         return None if v == 0 else a // v
-    if o == op.ALUOp.MOD:
+    if o == op.MOD:
         return None if v == 0 else a % v
-    if o == op.ALUOp.AND:
+    if o == op.AND:
         return a & v
-    if o == op.ALUOp.OR:
+    if o == op.OR:
         return a | v
-    if o == op.ALUOp.XOR:
+    if o == op.XOR:
         return a ^ v
-    if o == op.ALUOp.LSH:
+    if o == op.LSH:
         return (a << v) & _M32 if v < 32 else 0
-    if o == op.ALUOp.RSH:
+    if o == op.RSH:
         return a >> v if v < 32 else 0
     if o == 0x80:
         return (-a) & _M32

@@ -538,7 +538,7 @@ def _save_state(
     says so. Returns the identity of the file written, None when it could not be written.
     """
     path = capture_dir / namespace / name / status_file_name(node)
-    text = _status_text(to_dict_entry(entry)).encode()
+    text = yaml.safe_dump(to_dict_entry(entry), sort_keys=False).encode()
     try:
         validate_part(node, "node")
         fd = open_capture_dir(capture_dir, namespace, name, create=True)
@@ -604,48 +604,6 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
-
-
-# Characters of a status value written as it is, and those it may start with: no YAML
-# indicator, space or quote among them, so only what the resolver reads as another type
-# (``null``, ``123``, ``1_0``) needs quoting.
-_PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._/-")
-_PLAIN_FIRST = _PLAIN - frozenset(".-")
-_STR_TAG = "tag:yaml.org,2002:str"
-_RESOLVER = yaml.resolver.Resolver()  # the one yaml.SafeDumper reads plain scalars with
-
-
-def _status_text(entry: dict[str, object]) -> str:
-    """Return ``yaml.safe_dump(entry, sort_keys=False)`` for a status entry (its wire form).
-
-    The usual entry (names of letters, digits, ``._/-``) is written out here, which costs a
-    fraction of PyYAML's emitter; anything else goes to it. A test checks both against it.
-    """
-    lines = []
-    for key, value in entry.items():
-        if not _plain(key):
-            break
-        if isinstance(value, str) and _plain(value):
-            lines.append(f"{key}: {value}")
-        elif isinstance(value, list) and value and all(_plain(v) for v in value):
-            lines.append(f"{key}:")
-            lines += [f"- {v}" for v in value]
-        else:
-            break
-    else:
-        if lines:
-            return "\n".join(lines) + "\n"
-    return yaml.safe_dump(entry, sort_keys=False)
-
-
-def _plain(value: object) -> bool:
-    """Whether PyYAML writes ``value`` as a plain scalar made of :data:`_PLAIN` characters."""
-    return (
-        isinstance(value, str)
-        and value[:1] in _PLAIN_FIRST
-        and _PLAIN.issuperset(value)
-        and _RESOLVER.resolve(yaml.ScalarNode, value, (True, False)) == _STR_TAG  # type: ignore[no-untyped-call]
-    )
 
 
 def to_dict_entry(entry: PacketCaptureFile) -> dict[str, object]:

@@ -9,13 +9,13 @@ import random
 
 from bpf_reference import c_program, load_libpcap
 
-from packetcapture.bpf import BpfProgram, Instruction
+from packetcapture.bpf import ALUOp, BpfProgram, Instruction
 from packetcapture.bpf import _insn as op
 
 LOADS = [op.LD | s | m for s in (op.W, op.H, op.B) for m in (op.ABS, op.IND)]
 LOADS += [op.LD | op.W | op.LEN, op.LDX | op.W | op.LEN, op.LDX | op.B | op.MSH]
 LOADS += [op.LD | op.IMM, op.LDX | op.IMM, op.LD | op.MEM, op.LDX | op.MEM]
-ALU = [op.ALU | o | s for o in op.ALUOp for s in (op.K, op.X)] + [op.ALU | 0x80]
+ALU = [op.ALU | o | s for o in ALUOp for s in (op.K, op.X)] + [op.ALU | 0x80]
 MISC = [op.ST, op.STX, op.MISC | op.MISC_TAX, op.MISC | op.MISC_TXA]
 _M32 = 0xFFFFFFFF
 TESTS = [op.JMP | t | s for t in (op.JEQ, op.JGT, op.JGE, op.JSET) for s in (op.K, op.X)]
@@ -38,9 +38,9 @@ def random_program(rng: random.Random) -> BpfProgram:
         elif kind < 0.6:
             code = rng.choice(ALU)
             k = rng.choice([0, 1, 2, 3, 7, 31, 32, 40, 0xFF, 0xFFFF, _M32, rng.randrange(99)])
-            if code & 0xF0 in (op.ALUOp.DIV, op.ALUOp.MOD) and not code & op.X:
+            if code & 0xF0 in (ALUOp.DIV, ALUOp.MOD) and not code & op.X:
                 k = max(k, 1)
-            if code & 0xF0 in (op.ALUOp.LSH, op.ALUOp.RSH) and not code & op.X:
+            if code & 0xF0 in (ALUOp.LSH, ALUOp.RSH) and not code & op.X:
                 k = k % 32
             body.append(Instruction(code, 0, 0, k))
         elif kind < 0.75:

@@ -164,3 +164,59 @@ def test_long_jumps_use_ret_copies():
         frame = ether(0x800, ipv4(6, l4(1, port)))
         assert prog.matches(frame) is want
         assert bool(f(frame)) is want
+
+
+def test_a_program_is_a_frozen_value_as_the_attrs_class_it_was() -> None:
+    # BpfProgram is written out (packetcapture._frozen) instead of made by attrs, which costs
+    # start-up; the reference below is the attrs class it was, field for field.
+    import copy
+    import pickle
+    import weakref
+
+    import attrs
+
+    @attrs.frozen(eq=True)
+    class Reference:
+        instructions: tuple[Instruction, ...] = attrs.field(converter=tuple)
+        linktype: int = 1
+        snaplen: int = 262144
+
+    prog = compile_filters([PacketCaptureRule("TCP", [80])])
+    same = BpfProgram(list(prog.instructions), linktype=1, snaplen=262144)
+    ref = Reference(prog.instructions)
+    assert repr(prog) == "BpfProgram" + repr(ref).removeprefix("Reference")
+    assert same == prog
+    assert hash(same) == hash(prog)
+    for other in (
+        BpfProgram(prog.instructions, linktype=113),
+        BpfProgram(prog.instructions, snaplen=1500),
+        BpfProgram.accept_all(),
+    ):
+        assert other != prog
+    assert prog != ref and prog != prog.instructions  # another type is never equal
+    assert BpfProgram.__match_args__ == Reference.__match_args__
+    match prog:
+        case BpfProgram(insns, 1, snaplen):
+            assert insns is prog.instructions and snaplen == 262144
+        case _:
+            raise AssertionError("no match")
+    with pytest.raises(AttributeError):
+        prog.linktype = 113  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        del prog.snaplen  # type: ignore[misc]
+    assert weakref.ref(prog)() is prog  # the replay backend keeps weak references to programs
+    assert pickle.loads(pickle.dumps(prog)) == prog == copy.deepcopy(prog)
+    # Still validated on construction, whatever the iterable.
+    with pytest.raises(FilterCompileError):
+        BpfProgram(iter([Instruction(0x06, 0, 0, 0), Instruction(0x00)]))
+
+
+def test_the_raw_opcode_constants_are_the_enums_values() -> None:
+    # The compiler, the VM and the validator use _insn's ints; the enums (in _typed, loaded
+    # on first use) must hold the same values in the same order.
+    from packetcapture.bpf import ALUOp, _insn
+
+    assert tuple(ALUOp) == _insn.ALU_OPS
+    assert tuple(JumpTest) == _insn.JUMP_TESTS
+    assert all(getattr(_insn, o.name) == o for o in ALUOp)
+    assert all(getattr(_insn, t.name) == t for t in JumpTest)

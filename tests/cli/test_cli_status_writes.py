@@ -11,8 +11,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import example, given, settings
-from hypothesis import strategies as st
 
 from packetcapture.agent import NodeAgent
 from packetcapture.cli import _run_impl, main
@@ -85,25 +83,3 @@ def test_a_status_file_changed_before_the_end_is_written_again(
     printed, written = _run(tmp_path, monkeypatch, capsys)
     assert written == ["Capturing", "Finished", "Finished"]
     assert yaml.safe_load(path.read_text()) == printed
-
-
-_WORDS = st.sampled_from(
-    ["", "yes", "No", "null", "~", "1_0", "0x1F", "0b1", "017", "1.5", ".inf", "2001-12-14",
-     "-", "-x", ".", "...", "---", "<<", "=", "a b", "a: b", "#", "é", "\u2028", "x" * 90]
-)  # fmt: skip
-_TEXT = st.text(st.sampled_from([*"aZ09._/-_ :#'\"\n\t", "é", "\udc80", "\x85"]), max_size=8)
-_VALUES = _WORDS | _TEXT | (_WORDS | _TEXT).map(lambda s: "/var/log/" + s)
-ENTRIES = st.dictionaries(
-    st.sampled_from(["directory", "fileNames", "node", "state", "odd key", "1"]),
-    _VALUES | st.lists(_VALUES, max_size=3) | st.integers(),
-    max_size=4,
-)
-
-
-@settings(max_examples=500)
-@given(ENTRIES)
-@example({"directory": "/tmp/c", "fileNames": ["p_cali1.pcap", "p_cali1-17.pcap"], "node": "n"})
-@example({"directory": "/tmp/c", "fileNames": [], "state": "Finished"})
-@example({"node": "True"})
-def test_the_status_text_is_what_pyyaml_writes(entry: dict[str, object]) -> None:
-    assert _run_impl._status_text(entry) == yaml.safe_dump(entry, sort_keys=False)
