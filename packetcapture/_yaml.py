@@ -25,9 +25,11 @@ __all__ = ["import_yaml"]
 
 
 class _OnFirstUse:
-    """Stands for ``re.compile(pattern, flags)`` and compiles it when first used."""
+    """Stands for ``re.compile(pattern, flags)`` and compiles it when first used.
 
-    __slots__ = ("_compiled", "_flags", "_pattern")
+    A method fetched once is kept on the instance, so later calls (a resolver matches every
+    scalar) find it as fast as on the pattern itself.
+    """
 
     def __init__(self, pattern: str, flags: int) -> None:
         self._pattern = pattern
@@ -37,7 +39,10 @@ class _OnFirstUse:
     def __getattr__(self, name: str) -> object:
         if self._compiled is None:
             self._compiled = re.compile(self._pattern, self._flags)
-        return getattr(self._compiled, name)
+        value = getattr(self._compiled, name)
+        if callable(value):
+            self.__dict__[name] = value
+        return value
 
     def __repr__(self) -> str:
         return f"<compiled on first use: re.compile({self._pattern!r})>"
