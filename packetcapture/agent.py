@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import logging
 import os
 import selectors
 import threading
@@ -38,7 +37,8 @@ from pathlib import Path
 
 import attrs
 
-from packetcapture._frozen import FieldsRepr
+from packetcapture._frozen import FieldsEq, FieldsRepr
+from packetcapture._lazylog import get_logger
 from packetcapture.backends.base import (
     CaptureBackend,
     LinktypeMismatchError,
@@ -84,7 +84,7 @@ __all__ = [
     "merge_status",
 ]
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 CaptureKey = tuple[str, str]
 EndpointKey = tuple[str, str]
@@ -109,8 +109,8 @@ def effective_selector(selector: str, namespace: str) -> str:
     return str(in_namespace(selector, namespace))
 
 
-@attrs.frozen(repr=False)
-class InterfaceDetails(FieldsRepr):
+@attrs.frozen(repr=False, eq=False)
+class InterfaceDetails(FieldsRepr, FieldsEq):
     """One captured endpoint interface of a capture on this node."""
 
     endpoint: str  #: ``namespace/name`` of the WorkloadEndpoint
@@ -132,8 +132,8 @@ class InterfaceDetails(FieldsRepr):
     reason: str | None = None
 
 
-@attrs.frozen(repr=False)
-class CaptureDetails(FieldsRepr):
+@attrs.frozen(repr=False, eq=False)
+class CaptureDetails(FieldsRepr, FieldsEq):
     """A capture on this node: its state, program and every interface."""
 
     namespace: str
@@ -147,23 +147,40 @@ class CaptureDetails(FieldsRepr):
     interfaces: tuple[InterfaceDetails, ...]
 
 
-@attrs.define(repr=False)
-class _Session(FieldsRepr):
+class _Session:
     """One (capture, endpoint interface): its writer, source and counters."""
 
-    endpoint: EndpointKey
-    pod: str
-    interface: str
-    source: PacketSource | None = None
-    writer: RotatingWriter | None = None
-    seen_packet: bool = False
-    packets: int = 0  # written by writers already closed
-    bytes: int = 0
-    dropped: int = 0  # from sources already closed
-    lost: int = 0  # taken from a source but never written (see InterfaceDetails.dropped)
-    reason: str | None = None  # why its source last ended by itself
-    filtered: int = 0
-    deleted: int = 0  # packets deleted by retention, from writers already closed
+    # A plain slotted class, not attrs: private, never compared, and made at every start.
+    __slots__ = (
+        "bytes",
+        "deleted",
+        "dropped",
+        "endpoint",
+        "filtered",
+        "interface",
+        "lost",
+        "packets",
+        "pod",
+        "reason",
+        "seen_packet",
+        "source",
+        "writer",
+    )
+
+    def __init__(self, endpoint: EndpointKey, pod: str, interface: str) -> None:
+        self.endpoint = endpoint
+        self.pod = pod
+        self.interface = interface
+        self.source: PacketSource | None = None
+        self.writer: RotatingWriter | None = None
+        self.seen_packet = False
+        self.packets = 0  # written by writers already closed
+        self.bytes = 0
+        self.dropped = 0  # from sources already closed
+        self.lost = 0  # taken from a source but never written (see InterfaceDetails.dropped)
+        self.reason: str | None = None  # why its source last ended by itself
+        self.filtered = 0
+        self.deleted = 0  # packets deleted by retention, from writers already closed
 
     def totals(self) -> tuple[int, int, int]:
         """Return (packets written, dropped, filtered), the open source and writer included."""
@@ -178,16 +195,20 @@ class _Session(FieldsRepr):
         return packets, dropped, filtered
 
 
-@attrs.define(repr=False)
-class _Run(FieldsRepr):
+class _Run:
     """A capture applied on this node."""
 
-    capture: PacketCapture
-    schedule: CaptureSchedule
-    programs: dict[int, BpfProgram]  # by link type, compiled on demand
-    sessions: dict[str, _Session] = attrs.field(factory=dict)  # by interface name
-    reported: PacketCaptureStatus | None = None
-    dirty: bool = True
+    __slots__ = ("capture", "dirty", "programs", "reported", "schedule", "sessions")
+
+    def __init__(
+        self, capture: PacketCapture, schedule: CaptureSchedule, programs: dict[int, BpfProgram]
+    ) -> None:
+        self.capture = capture
+        self.schedule = schedule
+        self.programs = programs  # by link type, compiled on demand
+        self.sessions: dict[str, _Session] = {}  # by interface name
+        self.reported: PacketCaptureStatus | None = None
+        self.dirty = True
 
     @property
     def key(self) -> CaptureKey:

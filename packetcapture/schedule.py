@@ -30,7 +30,7 @@ from typing import Final, TypeAlias
 
 import attrs
 
-from packetcapture._frozen import FieldsRepr
+from packetcapture._frozen import FieldsEq, FieldsRepr
 from packetcapture.errors import InvalidTransitionError
 from packetcapture.model import CaptureState, PacketCaptureSpec
 
@@ -147,15 +147,15 @@ class ActionKind(enum.Enum):
     STOP_AND_DELETE = "stop+delete"
 
 
-@attrs.frozen(repr=False)
-class StartCapture(FieldsRepr):
+@attrs.frozen(repr=False, eq=False)
+class StartCapture(FieldsRepr, FieldsEq):
     """Open a capture on ``interface`` (with the current spec) and start writing packets."""
 
     interface: str
 
 
-@attrs.frozen(repr=False)
-class StopCapture(FieldsRepr):
+@attrs.frozen(repr=False, eq=False)
+class StopCapture(FieldsRepr, FieldsEq):
     """Stop capturing on ``interface`` if it is running; delete its files unless ``keep_files``.
 
     Also emitted after a failure, to release whatever is half open, so performing it must be
@@ -170,8 +170,8 @@ class StopCapture(FieldsRepr):
 Action: TypeAlias = StartCapture | StopCapture
 
 
-@attrs.frozen(repr=False)
-class Guard(FieldsRepr):
+@attrs.frozen(repr=False, eq=False)
+class Guard(FieldsRepr, FieldsEq):
     """A condition on the window phase and on whether the interface is up (``None``: any)."""
 
     phase: Phase | None = None
@@ -190,8 +190,8 @@ class Guard(FieldsRepr):
         return ", ".join(parts)
 
 
-@attrs.frozen(repr=False)
-class Rule(FieldsRepr):
+@attrs.frozen(repr=False, eq=False)
+class Rule(FieldsRepr, FieldsEq):
     """If ``guard`` holds, do ``actions`` and go to ``target`` (``None``: forget the interface)."""
 
     target: CaptureState | None
@@ -284,8 +284,8 @@ TRANSITIONS: Final[Mapping[tuple[CaptureState | None, Event], tuple[Rule, ...]]]
 # Retry policy.
 
 
-@attrs.frozen(repr=False)
-class RetryPolicy(FieldsRepr):
+@attrs.frozen(repr=False, eq=False)
+class RetryPolicy(FieldsRepr, FieldsEq):
     """When to retry an interface in ``Error``: capped exponential backoff.
 
     The n-th consecutive failure is retried after ``initial * factor**(n-1)``, at most
@@ -334,8 +334,8 @@ DEFAULT_RETRY: Final = RetryPolicy()
 # Per-interface status and the pure step function.
 
 
-@attrs.frozen(repr=False)
-class InterfaceStatus(FieldsRepr):
+@attrs.frozen(repr=False, eq=False)
+class InterfaceStatus(FieldsRepr, FieldsEq):
     """Everything the schedule knows about one interface."""
 
     name: str
@@ -611,8 +611,8 @@ class _Overlay:
 # Results.
 
 
-@attrs.frozen(repr=False)
-class Transition(FieldsRepr):
+@attrs.frozen(repr=False, eq=False)
+class Transition(FieldsRepr, FieldsEq):
     """One interface changed (or was told to act): the history entry of a result."""
 
     interface: str
@@ -623,8 +623,8 @@ class Transition(FieldsRepr):
     actions: tuple[Action, ...] = ()
 
 
-@attrs.frozen(repr=False)
-class ScheduleResult(FieldsRepr):
+@attrs.frozen(repr=False, eq=False)
+class ScheduleResult(FieldsRepr, FieldsEq):
     """What an input did.
 
     Perform ``actions`` in order. ``transitions`` lists every interface whose status changed

@@ -7,7 +7,6 @@ runs the same functions while loading, so direct construction and loading agree.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -49,12 +48,52 @@ PROTOCOL_NAMES = ("TCP", "UDP", "ICMP", "ICMPv6", "SCTP", "UDPLite")
 #: Protocols that accept ports: names and numbers.
 PORT_PROTOCOLS: frozenset[int | str] = frozenset({"TCP", "UDP", "SCTP", 6, 17, 132})
 
-_DNS1123_SUBDOMAIN = re.compile(
-    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-)
-_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
-_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+# The name rules are string methods, not regular expressions: compiling those was ~1% of
+# every `validate` and `run`. A test checks each against the expression it replaced (kept
+# there), quirks included: re's `$` also matches before a newline that ends the string.
+_LOWER_ALNUM = "0123456789abcdefghijklmnopqrstuvwxyz"
+_ALNUM = _LOWER_ALNUM + "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def _spelt(value: str, ends: str, inner: str) -> bool:
+    """Whether ``value`` starts and ends with a character of ``ends``, all of ``inner``."""
+    return bool(value) and value[0] in ends and value[-1] in ends and not value.strip(inner)
+
+
+def _before_end(value: str) -> str:
+    """``value`` without the one newline that re's ``$`` would let it end in."""
+    return value[:-1] if value.endswith("\n") else value
+
+
+def _is_dns1123_label(value: str) -> bool:
+    """``^[a-z0-9]([-a-z0-9]*[a-z0-9])?$``: lower-case alphanumerics and ``-`` inside."""
+    return _spelt(_before_end(value), _LOWER_ALNUM, _LOWER_ALNUM + "-")
+
+
+def _is_dns1123_subdomain(value: str) -> bool:
+    r"""DNS-1123 labels joined by ``.`` (``^L(\.L)*$``)."""
+    return all(
+        _spelt(part, _LOWER_ALNUM, _LOWER_ALNUM + "-") for part in _before_end(value).split(".")
+    )
+
+
+def _is_qualified_name(value: str) -> bool:
+    """``^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$``: a label key's name part."""
+    return _spelt(_before_end(value), _ALNUM, _ALNUM + "-_.")
+
+
+def _is_label_value(value: str) -> bool:
+    """``^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$``: a qualified name, or empty."""
+    value = _before_end(value)
+    return not value or _spelt(value, _ALNUM, _ALNUM + "-_.")
+
+
+def _ends_in_dash_digits(value: str) -> bool:
+    r"""Whether ``-\d+$`` is found in ``value`` (``\d``: any Unicode decimal digit)."""
+    _, dash, digits = _before_end(value).rpartition("-")
+    return bool(dash) and digits.isdecimal()
+
+
 _ANNOTATIONS_MAX = 256 * 1024  # Kubernetes' TotalAnnotationSizeLimitB
 
 
@@ -98,7 +137,7 @@ def name_problems(name: Any, path: str = "name") -> list[Problem]:
         return [(path, "name is required")]
     if len(name) > 253:
         return [(path, f"name must be no more than 253 characters (got {len(name)})")]
-    if not _DNS1123_SUBDOMAIN.match(name):
+    if not _is_dns1123_subdomain(name):
         return [
             (
                 path,
@@ -113,7 +152,6 @@ def name_problems(name: Any, path: str = "name") -> list[Problem]:
 MAX_NAME_PART_BYTES = 253
 #: Longest ``{pod}_{interface}`` stem: room for ``-{20 digits}.pcap`` in a 255-byte file name.
 MAX_BASE_NAME_BYTES = 255 - len("-") - 20 - len(".pcap")
-_TRAILING_DIGITS = re.compile(r"-\d+$")
 
 
 def path_part_problem(value: object, what: str) -> str | None:
@@ -162,7 +200,7 @@ def file_base_problems(
     assert isinstance(pod, str) and isinstance(interface, str)
     if "_" in pod:
         problems.append((pod_path, f"pod name {pod!r} must not contain '_'"))
-    if _TRAILING_DIGITS.search(interface):
+    if _ends_in_dash_digits(interface):
         problems.append(
             (
                 interface_path,
@@ -216,9 +254,9 @@ def reserved_label_problems(labels: Mapping[Any, Any], field: str = "labels") ->
 def _label_key_problems(key: str, path: str) -> list[Problem]:
     prefix, _, name = key.rpartition("/")
     problems: list[Problem] = []
-    if "/" in key and (not prefix or len(prefix) > 253 or not _DNS1123_SUBDOMAIN.match(prefix)):
+    if "/" in key and (not prefix or len(prefix) > 253 or not _is_dns1123_subdomain(prefix)):
         problems.append((path, f"label key {key!r} has an invalid prefix: must be a DNS subdomain"))
-    if not name or len(name) > 63 or not _QUALIFIED_NAME.match(name):
+    if not name or len(name) > 63 or not _is_qualified_name(name):
         problems.append(
             (
                 path,
@@ -230,7 +268,7 @@ def _label_key_problems(key: str, path: str) -> list[Problem]:
 
 
 # A key shown bare in a path (``labels.app``); any other is quoted in brackets.
-_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_PLAIN_KEY = _ALNUM + "_-"
 
 
 def label_path(key: object, field: str = "labels") -> str:
@@ -238,14 +276,14 @@ def label_path(key: object, field: str = "labels") -> str:
 
     With an empty ``field`` the entry's own part is returned (``app``, ``['a.b/c']``).
     """
-    if isinstance(key, str) and _PLAIN_KEY.fullmatch(key):
+    if isinstance(key, str) and key and not key.strip(_PLAIN_KEY):
         return f"{field}.{key}" if field else key
     return f"{field}[{key!r}]"
 
 
 def namespace_problems(ns: str | None, path: str = "namespace") -> list[Problem]:
     """Check a namespace: a DNS-1123 label of at most 63 characters (unset or empty is fine)."""
-    if ns is not None and ns != "" and (len(ns) > 63 or not _DNS1123_LABEL.match(ns)):
+    if ns is not None and ns != "" and (len(ns) > 63 or not _is_dns1123_label(ns)):
         return [(path, f"namespace {ns!r} must be a DNS-1123 label (lower case, '-', <= 63)")]
     return []
 
@@ -271,7 +309,7 @@ def label_problems(labels: Mapping[Any, Any], field: str = "labels") -> list[Pro
                     "(quote values like 'true' or '123' in YAML)",
                 )
             )
-        elif len(value) > 63 or not _LABEL_VALUE.match(value):
+        elif len(value) > 63 or not _is_label_value(value):
             problems.append(
                 (
                     path,

@@ -248,6 +248,7 @@ _RUN_REPLAY_UNNEEDED = (
     "packetcapture.backends.memory",
     "hashlib",  # OpenSSL: only a status file name too long for the file system needs it
     "ctypes",  # timerfd: only a paced replay (--speed) needs it
+    "logging",  # a run that logs nothing (at the default level) never needs it
     "packetcapture.pcap._merge",
     "packetcapture.cli._kube",  # other commands' parsers are not built
     "packetcapture.cli._summary",
@@ -268,7 +269,8 @@ def test_selector_loads_neither_attrs_nor_lark() -> None:
 
 
 def test_run_replay_loads_only_the_replay_path(tmp_path: Path) -> None:
-    code = "import sys\nfrom packetcapture.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+    # As the console script calls it: main() reads sys.argv (the program's run).
+    code = "import sys\nfrom packetcapture.cli import main\nsys.exit(main())\n"
     argv = [
         "run",
         str(EXAMPLES / "sample-capture.yaml"),

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import fcntl
 import functools
-import logging
 import mmap
 import os
 import socket
@@ -39,6 +38,7 @@ from collections.abc import Callable
 from itertools import chain
 from typing import TYPE_CHECKING, TypeVar
 
+from packetcapture._lazylog import get_logger
 from packetcapture.backends._errors import interface_gone, map_os_error, map_os_errors
 from packetcapture.backends.base import (
     DEFAULT_SNAPLEN,
@@ -56,7 +56,7 @@ if TYPE_CHECKING:
 
 __all__ = ["AfPacketBackend", "AfPacketSource", "link_up", "linktype_for_hatype"]
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 # <linux/if_packet.h>, <linux/if_ether.h>, <asm-generic/socket.h>
 SOL_PACKET = 263

@@ -27,7 +27,6 @@ from __future__ import annotations
 import abc
 import importlib
 import inspect
-import logging
 import threading
 from collections.abc import Callable
 from types import TracebackType
@@ -36,7 +35,8 @@ from typing import TYPE_CHECKING, ClassVar, Self
 import attrs
 
 from packetcapture._defaults import DEFAULT_SNAPLEN
-from packetcapture._frozen import FieldsRepr
+from packetcapture._frozen import FieldsEq, FieldsRepr
+from packetcapture._lazylog import get_logger
 from packetcapture.errors import BackendClosedError, BackendUnavailableError
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ __all__ = [
     "unregister_backend",
 ]
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 #: One captured packet: capture time in nanoseconds since the Unix epoch, the captured bytes
 #: (at most the snap length) and the length the packet had on the wire.
@@ -97,8 +97,8 @@ def check_linktype(interface: str, linktype: int, program: BpfProgram) -> None:
         raise LinktypeMismatchError(interface, linktype, program.linktype)
 
 
-@attrs.frozen(repr=False)
-class SourceStats(FieldsRepr):
+@attrs.frozen(repr=False, eq=False)
+class SourceStats(FieldsRepr, FieldsEq):
     """Counters of one packet source, since it was opened.
 
     ``received``: packets that passed the filter (including any later dropped);
@@ -383,8 +383,8 @@ _registered: dict[str, type[CaptureBackend]] = {}
 _lock = threading.Lock()
 
 
-@attrs.frozen(repr=False)
-class BackendInfo(FieldsRepr):
+@attrs.frozen(repr=False, eq=False)
+class BackendInfo(FieldsRepr, FieldsEq):
     """What the registry knows about one backend.
 
     ``usable`` says whether it can be used on this host; ``reason`` says why not (empty

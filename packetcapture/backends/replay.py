@@ -26,7 +26,6 @@ end of the last file ends the source cleanly.
 from __future__ import annotations
 
 import datetime as _dt
-import logging
 import os
 import time
 import weakref
@@ -34,6 +33,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from packetcapture._lazylog import get_logger
 from packetcapture.backends._wakeup import EventWakeup, TimerWakeup
 from packetcapture.backends.base import (
     DEFAULT_SNAPLEN,
@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ReplayBackend", "ReplayClock", "ReplayFileError", "ReplaySource"]
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 PathLike = str | os.PathLike[str]
 _NS = 1_000_000_000

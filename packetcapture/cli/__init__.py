@@ -61,6 +61,8 @@ _as_program = False
 # next to no garbage, so the collections they would set off are wasted work.
 _SETTLES = frozenset({"run", "status", "plan", "validate"})
 _gc_paused = False
+# Commands whose code (and the libraries it uses) log only through packetcapture._lazylog.
+_LAZY_LOGGING = frozenset({"run", "status", "plan"})
 
 
 def imports_done() -> None:
@@ -205,15 +207,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Only now: --help, --version and usage errors never need logging; nor do commands
     # whose code logs nothing (they set `logs=False`), which skip importing logging.
     if getattr(args, "logs", True):
-        from packetcapture.cli._log import setup_logging
-
-        setup_logging(args.verbose + getattr(args, "sub_verbose", 0))
+        _setup_logging(args.verbose + getattr(args, "sub_verbose", 0), args.command)
     func = getattr(args, "func", None)
     if func is None:
         parser.print_help(sys.stderr)
         return 2
     if _as_program and args.command in _SETTLES:
         _pause_collector()
+    if args.command in _SETTLES:
+        # Their code reads YAML: PyYAML without compiling what only its pure reader uses.
+        from packetcapture._yaml import import_yaml
+
+        import_yaml()
     try:
         code: int = func(args)
     except KeyboardInterrupt:
@@ -226,6 +231,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"packetcapture: error: {_one_line(str(exc))}", file=sys.stderr)
         return 1
     return code
+
+
+def _setup_logging(verbose: int, command: str | None) -> None:
+    """Log warnings (info with ``verbose`` 1, debug with 2 or more) to stderr, in our form.
+
+    Run as the program, the commands whose code logs through :mod:`packetcapture._lazylog`
+    set this up when a record is first logged: a run that logs nothing does not import
+    logging at all.
+    """
+    level = 30 - 10 * min(verbose, 2)  # logging.WARNING, INFO, DEBUG
+
+    def setup() -> None:
+        from packetcapture.cli._log import setup_logging
+
+        setup_logging(level)
+
+    if _as_program and command in _LAZY_LOGGING:
+        from packetcapture._lazylog import configure_on_first_use
+
+        configure_on_first_use(level, setup)
+    else:
+        setup()
 
 
 def _command_named(argv: Sequence[str]) -> str | None:

@@ -28,8 +28,8 @@ class CliLogFormatter(logging.Formatter):
         return one_line(super().format(record))
 
 
-def setup_logging(verbose: int) -> None:
-    """Log warnings (info with ``verbose`` 1, debug with 2 or more) to stderr."""
+def setup_logging(level: int) -> None:
+    """Log records of ``level`` and above to stderr, in the CLI's form."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(CliLogFormatter())
-    logging.basicConfig(level=logging.WARNING - 10 * min(verbose, 2), handlers=[handler])
+    logging.basicConfig(level=level, handlers=[handler])

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as _dt
-import logging
 import os
 import signal
 import sys
@@ -18,6 +17,7 @@ from typing import TextIO
 import attrs
 import yaml
 
+from packetcapture._lazylog import get_logger
 from packetcapture.agent import NodeAgent, StatusCallback, effective_selector
 from packetcapture.backends.base import CaptureBackend, get_backend
 from packetcapture.backends.replay import ReplayBackend, ReplayClock
@@ -47,7 +47,7 @@ from packetcapture.serde import MAX_DOCUMENT_BYTES, dumps, load_all, parse_data,
 
 __all__ = ["run_plan", "run_run", "run_status", "to_dict_entry"]
 
-logger = logging.getLogger("packetcapture.cli")
+logger = get_logger("packetcapture.cli")
 
 STATUS_FILE = ".status-{node}.yaml"
 # A file name holds 255 bytes; the temporary copy adds ".{pid}.tmp" (at most 12 more).
@@ -218,10 +218,11 @@ def run_run(args: argparse.Namespace) -> int:
 
     stop = threading.Event()
     progress = _Progress(sys.stderr, args.progress)
+    saved: _Saved = {}
 
     def on_status(namespace: str, name: str, status: PacketCaptureStatus) -> None:
         entry = status.files[0]
-        _save_state(args.capture_dir, namespace, name, args.node, entry)
+        _save_state_once(args.capture_dir, namespace, name, args.node, entry, saved=saved)
         if not progress.enabled:
             print(
                 f"{_stamp()} {namespace}/{name} on {args.node}: {entry.state} "
@@ -246,6 +247,7 @@ def run_run(args: argparse.Namespace) -> int:
             stop=stop,
             progress=progress,
             on_status=on_status,
+            saved=saved,
         )
     finally:
         _restore_sigint(previous)
@@ -264,6 +266,7 @@ def _run_agent(
     stop: threading.Event,
     progress: _Progress,
     on_status: StatusCallback,
+    saved: _Saved,
 ) -> int:
     """Run the agent until a stop condition; print the final status (run_run's body)."""
     replay = not args.live
@@ -326,7 +329,7 @@ def _run_agent(
         agent.close()
         progress.clear()
         _err(str(exc))
-        _final_status(args, agent)
+        _final_status(args, agent, saved)
         return 1
     except BaseException:
         # Whatever else ends the run (Ctrl-C twice, a disk error in a status callback...)
@@ -336,7 +339,7 @@ def _run_agent(
         raise
     agent.close()
     progress.clear()
-    return _final_status(args, agent)
+    return _final_status(args, agent, saved)
 
 
 def _relink(agent: NodeAgent) -> bool:
@@ -432,7 +435,7 @@ def _backend(args: argparse.Namespace) -> CaptureBackend:
     return get_backend("replay", directory=args.replay_dir, speed=args.speed)
 
 
-def _final_status(args: argparse.Namespace, agent: NodeAgent) -> int:
+def _final_status(args: argparse.Namespace, agent: NodeAgent, saved: _Saved) -> int:
     documents = []
     failed = False
     for capture in agent.captures():
@@ -454,7 +457,8 @@ def _final_status(args: argparse.Namespace, agent: NodeAgent) -> int:
             )
         documents.append(attrs.evolve(capture, status=status))
         # The file on disk ends equal to what is printed (or is gone, as said).
-        if not _save_state(args.capture_dir, *capture.key, args.node, status.files[0]):
+        entry = status.files[0]
+        if not _save_state_once(args.capture_dir, *capture.key, args.node, entry, saved=saved):
             failed = True
     text = dumps(documents[0]) if len(documents) == 1 else dumps(documents)
     sys.stdout.write(text)
@@ -467,9 +471,63 @@ def _final_status(args: argparse.Namespace, agent: NodeAgent) -> int:
     return 1 if failed else 0
 
 
+# A status file as this run left it: (st_dev, st_ino, st_size, st_mtime_ns); () if unknown.
+_Identity = tuple[int, ...]
+# Each capture's entry this run last wrote to its status file, and the file it made.
+_Saved = dict[tuple[str, str], tuple[PacketCaptureFile, _Identity]]
+
+
+def _save_state_once(
+    capture_dir: Path,
+    namespace: str,
+    name: str,
+    node: str,
+    entry: PacketCaptureFile,
+    *,
+    saved: _Saved,
+) -> bool:
+    """:func:`_save_state`, unless the status file still holds this entry as last written.
+
+    The final status is the last change's as a rule: it is not written (and synced) again
+    when the file this run wrote is still there, untouched (``saved`` says which it was).
+    """
+    key = (namespace, name)
+    last = saved.pop(key, None)
+    if last is not None and last[0] == entry:
+        now = _state_identity(capture_dir, namespace, name, node)
+        if now and now == last[1]:
+            saved[key] = last
+            return True
+    written = _save_state(capture_dir, namespace, name, node, entry)
+    if written is None:
+        return False
+    saved[key] = (entry, written)
+    return True
+
+
+def _state_identity(capture_dir: Path, namespace: str, name: str, node: str) -> _Identity:
+    """Return the identity of a node's status file as it is now (``()`` if unknown)."""
+    try:
+        fd = open_capture_dir(capture_dir, namespace, name)
+    except (OSError, PacketCaptureError):
+        return ()
+    try:
+        return _identity(fd, status_file_name(node))
+    finally:
+        os.close(fd)
+
+
+def _identity(dir_fd: int, name: str) -> _Identity:
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except OSError:
+        return ()
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 def _save_state(
     capture_dir: Path, namespace: str, name: str, node: str, entry: PacketCaptureFile
-) -> bool:
+) -> _Identity | None:
     """Leave this node's status entry for `status`, even when no capture file was made.
 
     A capture whose window is already over, or that captured nothing, still has a state to
@@ -477,7 +535,7 @@ def _save_state(
     that fails (a full disk has no room for the new copy), it is rewritten in place (the
     blocks it holds take a status of about the same size); when that fails too, the old
     one is removed, so that it never claims a state the capture has left, and a warning
-    says so. Returns False when the file could not be written.
+    says so. Returns the identity of the file written, None when it could not be written.
     """
     path = capture_dir / namespace / name / status_file_name(node)
     text = yaml.safe_dump(to_dict_entry(entry), sort_keys=False).encode()
@@ -487,13 +545,11 @@ def _save_state(
     except (PacketCaptureError, OSError) as exc:
         strerror = exc.strerror if isinstance(exc, OSError) else None
         _err(f"warning: cannot write {path}: {strerror or exc}")
-        return False
+        return None
     try:
         problem = _replace_state(fd, path.name, text)
-        if problem is None:
-            return True
-        if _rewrite_state(fd, path.name, text):
-            return True
+        if problem is None or _rewrite_state(fd, path.name, text):
+            return _identity(fd, path.name)
         try:
             os.unlink(path.name, dir_fd=fd)
             gone = "removed the old one, which no longer holds"
@@ -502,7 +558,7 @@ def _save_state(
         except OSError as exc:
             gone = f"cannot remove the old one either ({exc.strerror})"
         _err(f"warning: cannot write {path} ({problem}): {gone}; `status` shows no status")
-        return False
+        return None
     finally:
         os.close(fd)
 

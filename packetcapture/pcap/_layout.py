@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import re
 import stat
 from pathlib import Path
 from typing import IO, NamedTuple
@@ -40,8 +39,6 @@ __all__ = [
 ]
 
 SUFFIX = ".pcap"
-_ROTATED = re.compile(r"^(?P<base>.+)-(?P<us>\d+)\.pcap$")
-_ACTIVE = re.compile(r"^(?P<base>.+)\.pcap$")
 
 
 def validate_part(value: object, what: str) -> str:
@@ -114,15 +111,17 @@ def parse_file_name(name: str) -> CaptureFileName | None:
 
     Returns None for names that are not ``{pod}_{interface}[-{us}].pcap``.
     """
+    # String methods, not regular expressions (compiled at every start), giving what
+    # ``^(?P<base>.+)-(?P<us>\d+)\.pcap$``, else ``^(?P<base>.+)\.pcap$``, did: ``.`` is no
+    # newline, ``$`` may stand before a final one. A test checks both against these.
+    stem = name[:-1] if name.endswith("\n") else name
+    if "\n" in stem or not stem.endswith(SUFFIX):
+        return None
+    stem = stem[: -len(SUFFIX)]
     rotated: int | None = None
-    m = _ROTATED.match(name)
-    if m:
-        stem, rotated = m.group("base"), int(m.group("us"))
-    else:
-        a = _ACTIVE.match(name)
-        if not a:
-            return None
-        stem = a.group("base")
+    head, dash, digits = stem.rpartition("-")
+    if head and dash and digits.isdecimal():
+        stem, rotated = head, int(digits)
     pod, sep, iface = stem.partition("_")
     if not sep or not pod or not iface:
         return None

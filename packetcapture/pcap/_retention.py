@@ -7,17 +7,17 @@ which ones go.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterable, Mapping
 
+from packetcapture._lazylog import get_logger
 from packetcapture.errors import PcapError
 from packetcapture.pcap._layout import parse_file_name
 from packetcapture.pcap._reader import count_packets
 
 __all__ = ["apply_retention", "rotated_files", "select_for_deletion"]
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 def rotated_files(names: Iterable[str], base: str | None = None) -> list[tuple[int, str]]:

@@ -8,7 +8,7 @@ from typing import Any, Literal
 import attrs
 
 from packetcapture._defaults import DEFAULT_CAPTURE_DIR
-from packetcapture._frozen import FieldsRepr
+from packetcapture._frozen import FieldsEq, FieldsRepr
 from packetcapture.errors import Problem, ValidationError
 from packetcapture.validation import unknown_field_message
 
@@ -33,8 +33,8 @@ _FELIX_KEYS = {
 _FELIX_CAPTURE_KEYS = ("captureDir", *_FELIX_KEYS)
 
 
-@attrs.frozen(repr=False)
-class CaptureSettings(FieldsRepr):
+@attrs.frozen(repr=False, eq=False)
+class CaptureSettings(FieldsRepr, FieldsEq):
     """How capture files are written, rotated and kept.
 
     The first three are Felix's settings with Felix's defaults (``captureMaxSizeBytes``,

@@ -20,7 +20,6 @@ import contextlib
 import datetime as _dt
 import errno
 import itertools
-import logging
 import os
 import struct
 from bisect import bisect_left, bisect_right
@@ -28,6 +27,7 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import IO
 
+from packetcapture._lazylog import get_logger
 from packetcapture.errors import PcapError
 from packetcapture.pcap._format import (
     LINKTYPE_ETHERNET,
@@ -56,7 +56,7 @@ from packetcapture.pcap._settings import CaptureSettings
 
 __all__ = ["PcapWriter", "RotatingWriter", "repair_capture_file"]
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 _NS = 1_000_000_000
 _RECORD = struct.Struct("<IIII")
