@@ -1,12 +1,15 @@
-"""PyYAML, imported without compiling the one pattern only its pure-Python reader uses.
+"""PyYAML, imported without compiling its regular expressions until each is first used.
 
 ``import yaml`` compiles ``yaml.reader.Reader.NON_PRINTABLE``, a character class spanning
 all of Unicode, which Python's regular expression compiler takes ~57M instructions (~10 ms)
 to build: over a tenth of a short ``packetcapture run`` or ``validate``. Only the
 pure-Python reader uses it (``Reader.check_printable``); documents read by libyaml
 (``yaml.CSafeLoader``, which :mod:`packetcapture.serde` uses when PyYAML has it) never do.
-:func:`import_yaml` imports PyYAML with that one pattern compiled when first used; every
-other pattern, and PyYAML's behaviour, are as usual.
+Its other patterns (the resolvers' ``int``, ``bool``, ``timestamp``...; the constructor's
+timestamp) are used only by some documents. :func:`import_yaml` imports PyYAML with every
+pattern its own modules compile at import made when first used (the same pattern and
+flags; PyYAML only calls their methods); patterns compiled by any other module, before,
+during or after, are compiled as usual.
 """
 
 from __future__ import annotations
@@ -19,9 +22,6 @@ if TYPE_CHECKING:
     from types import ModuleType
 
 __all__ = ["import_yaml"]
-
-# yaml/reader.py's pattern, exactly (another PyYAML's different one is compiled as usual).
-_NON_PRINTABLE = "[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
 
 
 class _OnFirstUse:
@@ -44,15 +44,16 @@ class _OnFirstUse:
 
 
 def import_yaml() -> ModuleType:
-    """Import PyYAML (if not yet imported) with the reader's pattern compiled on first use."""
+    """Import PyYAML (if not yet imported) with its patterns compiled when first used."""
     loaded = sys.modules.get("yaml")
     if loaded is not None:
         return loaded
     compile_ = re.compile
 
     def compile_lazily(pattern: object, flags: int = 0) -> object:
-        if pattern == _NON_PRINTABLE and flags == 0:
-            return _OnFirstUse(_NON_PRINTABLE, flags)
+        caller = sys._getframe(1).f_globals.get("__name__", "")
+        if isinstance(pattern, str) and caller.startswith("yaml."):
+            return _OnFirstUse(pattern, flags)
         return compile_(pattern, flags)  # type: ignore[call-overload]
 
     re.compile = compile_lazily  # type: ignore[assignment]

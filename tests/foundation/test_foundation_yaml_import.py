@@ -1,4 +1,4 @@
-"""packetcapture._yaml: PyYAML imported without compiling its pure reader's pattern until used.
+"""packetcapture._yaml: PyYAML imported without compiling its patterns until each is used.
 
 Each check runs in a fresh interpreter (this one imported PyYAML long ago).
 """
@@ -53,6 +53,31 @@ def test_yaml_imported_already_is_left_as_it_is() -> None:
         "print(isinstance(yaml.reader.Reader.NON_PRINTABLE, re.Pattern))\n"
     )
     assert out == "True\n"
+
+
+# Scalars of every implicit type, an explicit timestamp, and what PyYAML refuses.
+_CORPUS = (
+    "import sys, yaml\n"
+    "docs = ['a: yes\\nb: 0x1F\\nc: 1_000\\nd: 1.5e+3\\ne: .inf\\nf: ~\\ng: 2001-12-14\\n'\n"
+    "        'h: 2001-12-14 21:59:43.10 -5\\n'\n"
+    "        'k: !!timestamp 2002-12-14\\nl: 10:20\\n',\n"
+    "        'a: \\x07', 'a: [1, 2', '\\u00e9: [b, ~, true, \"x\"]']\n"
+    "for doc in docs:\n"
+    "    for loader in (yaml.SafeLoader, yaml.FullLoader, yaml.CSafeLoader):\n"
+    "        try:\n"
+    "            print(repr(yaml.load(doc, Loader=loader)))\n"
+    "        except yaml.YAMLError as exc:\n"
+    "            print(type(exc).__name__, exc)\n"
+    "for value in ['yes', '0x1F', '1_0', '1.5', '2001-12-14', '~', '<<', '=', 'a', '10:20', 7]:\n"
+    "    print(yaml.safe_dump({'v': value, 'l': [value]}), end='')\n"
+)
+
+
+def test_yaml_reads_and_writes_as_when_imported_plainly() -> None:
+    lazy = _fresh("from packetcapture._yaml import import_yaml\nimport_yaml()\n" + _CORPUS)
+    plain = _fresh(_CORPUS)
+    assert "ReaderError" in plain and "datetime.date(2001, 12, 14)" in plain
+    assert lazy == plain
 
 
 def test_validate_and_run_never_compile_it(tmp_path: object) -> None:
