@@ -19,9 +19,7 @@ EXAMPLES = REPO / "examples"
 
 
 def _fresh(code: str) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=False
-    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     return done
 
@@ -95,9 +93,7 @@ def test_a_record_is_the_real_logger_s_and_names_its_caller(
         __file__,
     )
     assert second.levelno == logging.WARNING
-    assert log.isEnabledFor(logging.INFO) is logging.getLogger(log.name).isEnabledFor(
-        logging.INFO
-    )
+    assert log.isEnabledFor(logging.INFO) is logging.getLogger(log.name).isEnabledFor(logging.INFO)
 
 
 def test_a_warning_of_run_as_the_program_is_in_the_cli_s_form(tmp_path: Path) -> None:
