@@ -12,6 +12,7 @@ from types import FrameType
 from typing import Any
 
 from packetcapture.cli._node import resolve_environment
+from packetcapture.cli._text import one_line
 from packetcapture.errors import PacketCaptureError, ValidationError
 
 __all__ = ["run_node"]
@@ -20,7 +21,8 @@ logger = logging.getLogger("packetcapture.node")
 
 
 def _err(message: str) -> None:
-    print(f"packetcapture: error: {message}", file=sys.stderr)
+    # Names from the command line are escaped: they never split the line or drive the terminal.
+    print(f"packetcapture: error: {one_line(message)}", file=sys.stderr)
 
 
 def run_node(args: argparse.Namespace) -> int:

@@ -903,6 +903,7 @@ def _main(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[object, 
     ("argv", "shown"),
     [
         (["validate", "missing\n.yaml"], "missing\\n.yaml: cannot read"),
+        (["node", "--node", "n", "--replay-dir", "gone\x1f"], "gone\\x1f: no such directory"),
         (["compile", "missing\n.yaml"], "missing\\n.yaml: cannot read"),
         (["selector", "all()", "--endpoints", "missing\n.yaml"], "missing\\n.yaml: cannot read"),
         (["plan", "missing\n.yaml", "--endpoints", "x"], "missing\\n.yaml: cannot read"),
