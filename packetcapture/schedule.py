@@ -334,8 +334,8 @@ DEFAULT_RETRY: Final = RetryPolicy()
 # Per-interface status and the pure step function.
 
 
-@attrs.frozen(repr=False, eq=False)
-class InterfaceStatus(FieldsRepr, FieldsEq):
+@attrs.frozen(repr=False)
+class InterfaceStatus(FieldsRepr):
     """Everything the schedule knows about one interface."""
 
     name: str
