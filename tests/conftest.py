@@ -17,6 +17,23 @@ DATA = Path(__file__).parent / "data"
 REPO = Path(__file__).parent.parent
 
 
+def readme_run(capture_dir: Path) -> list[str]:
+    """Return the README's quick-start ``run`` command line (without the program)."""
+    examples = REPO / "examples"
+    return [
+        "run",
+        str(examples / "sample-capture.yaml"),
+        "--endpoints",
+        str(examples / "endpoints.yaml"),
+        "--node",
+        "node-1",
+        "--replay-dir",
+        str(examples / "traffic"),
+        "--capture-dir",
+        str(capture_dir),
+    ]
+
+
 def require_tool(name: str) -> str:
     """Return the path of a peer tool, skipping (or failing in CI) when it is missing."""
     path = shutil.which(name)

@@ -13,17 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from packetcapture.cli import COMMAND_MODULES
+from tests.conftest import readme_run
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-_MODULES = (
-    "packetcapture.cli._run",
-    "packetcapture.cli._validate",
-    "packetcapture.cli._files",
-    "packetcapture.cli._selector",
-    "packetcapture.cli._compile",
-    "packetcapture.cli._summary",
-    "packetcapture.cli._node",
-    "packetcapture.cli._kube",
-)
+# The subcommand modules (built only when a parser needs them).
+_MODULES = tuple(COMMAND_MODULES)
 
 # Dependencies and subpackages that parsing arguments never needs.
 HEAVY = (
@@ -271,18 +266,7 @@ def test_selector_loads_neither_attrs_nor_lark() -> None:
 def test_run_replay_loads_only_the_replay_path(tmp_path: Path) -> None:
     # As the console script calls it: main() reads sys.argv (the program's run).
     code = "import sys\nfrom packetcapture.cli import main\nsys.exit(main())\n"
-    argv = [
-        "run",
-        str(EXAMPLES / "sample-capture.yaml"),
-        "--endpoints",
-        str(EXAMPLES / "endpoints.yaml"),
-        "--node",
-        "node-1",
-        "--replay-dir",
-        str(EXAMPLES / "traffic"),
-        "--capture-dir",
-        str(tmp_path),
-    ]
+    argv = readme_run(tmp_path)
     loaded = _loaded_after(code, *argv)
     assert {"packetcapture.agent", "packetcapture.backends.replay", "yaml"} <= loaded  # it ran
     assert (tmp_path / "sample-namespace" / "sample-capture").is_dir()

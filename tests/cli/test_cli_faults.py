@@ -30,7 +30,7 @@ from packetcapture.agent import NodeAgent
 from packetcapture.backends.replay import ReplayBackend
 from packetcapture.pcap import CaptureSettings
 from packetcapture.testing import FakeClock, MemoryBackend
-from tests.conftest import require_tool
+from tests.conftest import readme_run, require_tool
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 NS, NAME, NODE, IFACE = "sample-namespace", "sample-capture", "node-1", "cali1a2b3c4d5e6"
@@ -470,20 +470,8 @@ def test_an_unforeseen_error_mid_run_still_closes_files_and_sources(
 
     monkeypatch.setattr(ReplaySource, "close", close)
     monkeypatch.setattr(NodeAgent, "step", step)
-    argv = [
-        "run",
-        str(EXAMPLES / "sample-capture.yaml"),
-        "--endpoints",
-        str(EXAMPLES / "endpoints.yaml"),
-        "--node",
-        NODE,
-        "--replay-dir",
-        str(EXAMPLES / "traffic"),
-        "--capture-dir",
-        str(tmp_path),
-    ]
     with pytest.raises(RuntimeError, match="unforeseen"):
-        main(argv)
+        main(readme_run(tmp_path))
     assert IFACE in closed  # the replayed file is closed, not left to the collector
     files = list((tmp_path / NS / NAME).glob("*.pcap"))
     assert files
