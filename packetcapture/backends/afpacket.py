@@ -94,7 +94,6 @@ _TP3_HEAD = struct.Struct("<IIIIIIH")
 _PCAP_RECORD = struct.Struct("<IIII")
 # tp_next_offset, tp_snaplen, tp_status, tp_mac: what decides whether frames are alike.
 _TP3_RUN = struct.Struct("<I8xI4xIH")
-_U32 = struct.Struct("<I")
 # Runs of at least this many alike frames are copied block-wise (_take_run); after a failed
 # look for one, _take_each copies _SKIP_MIN frames, then twice as many after each failure.
 _MIN_RUN = 16
@@ -106,7 +105,9 @@ _VLAN_BIT = bytes(b & TP_STATUS_VLAN_VALID for b in range(256))
 _LITTLE = sys.byteorder == "little"
 # See _to_microseconds.
 _USEC_MUL = -(-(1 << 40) // 1000)
-_USEC_LANE = (0xFFFFF).to_bytes(8, "little")
+# See _alike: the header bytes alike frames share (tp_next_offset, tp_snaplen, tp_mac, tp_net).
+_ALIKE_BYTES = (0, 1, 2, 3, 12, 13, 14, 15, 24, 25, 26, 27)
+_ALIKE_SPAN = 28
 # sockaddr_ll follows the 48-byte tpacket3_hdr; sll_pkttype is its byte 10.
 _TP3_PKTTYPE_OFFSET = 48 + 10
 # struct tpacket_auxdata: tp_status, tp_len, tp_snaplen, tp_mac, tp_net, tp_vlan_tci,
@@ -599,7 +600,7 @@ def _take_raw(
     skip = _SKIP_MIN
     with memoryview(mm) as mv:
         while taken < take:
-            off, n = _take_run(mv, off, take - taken, parts, end=end, nano=nanosecond, cut=cut)
+            off, n = _take_run(mm, mv, off, take - taken, parts, end=end, nano=nanosecond, cut=cut)
             if n:
                 taken += n
                 skip = _SKIP_MIN
@@ -634,19 +635,27 @@ def _take_each(
 
 
 def _take_run(
-    mv: memoryview, off: int, most: int, parts: list[bytes], *, end: int, nano: bool, cut: int
+    mm: mmap.mmap,
+    mv: memoryview,
+    off: int,
+    most: int,
+    parts: list[bytes],
+    *,
+    end: int,
+    nano: bool,
+    cut: int,
 ) -> tuple[int, int]:
     """Copy the run of frames laid out like the one at ``off``; return (next offset, frames).
 
     Frames alike: the same ``tp_next_offset``, ``tp_snaplen`` and ``tp_mac`` (so one
     ``struct`` walks them at a fixed stride), none with a VLAN tag, at most ``cut`` bytes.
-    Each condition is checked on a strided column of the ring (C-level passes). A run
+    Each condition is checked on a column of the ring's bytes (C-level passes). A run
     shorter than ``_MIN_RUN`` frames is left to :func:`_take_each` (0 frames taken).
     Microsecond timestamps are written over ``tp_nsec`` in the ring (the block is ours
     until it is handed back, and these frames are delivered now), which turns bytes 4-20
-    of each frame into its record header.
+    of each frame into its record header. ``mv`` is a view of ``mm``.
     """
-    stride, snap, status, mac = _TP3_RUN.unpack_from(mv, off)
+    stride, snap, status, mac = _TP3_RUN.unpack_from(mm, off)
     if (
         not _LITTLE
         or stride < mac + snap
@@ -664,18 +673,17 @@ def _take_run(
     head = stride, snap, mac
     unpack = _TP3_RUN.unpack_from
     for i in (1, _MIN_RUN - 1):
-        nxt_i, snap_i, status_i, mac_i = unpack(mv, off + i * stride)
+        nxt_i, snap_i, status_i, mac_i = unpack(mm, off + i * stride)
         if (nxt_i, snap_i, mac_i) != head or status_i & TP_STATUS_VLAN_VALID:
             return off, 0
-    n = _alike(mv, off, min(k, _MIN_RUN * 4), stride=stride, snap=snap)
+    n = _alike(mm, off, min(k, _MIN_RUN * 4), stride)
     if n == min(k, _MIN_RUN * 4) < k:
-        n = _alike(mv, off, k, stride=stride, snap=snap)
+        n = _alike(mm, off, k, stride)
     if n < _MIN_RUN:
         return off, 0
+    if not nano:
+        _to_microseconds(mm, off + 8, n, stride)
     with mv[off : off + n * stride] as region:
-        if not nano:
-            with region.cast("I") as words, words[2 :: stride // 4] as nsecs:
-                _to_microseconds(nsecs)
         # _MIN_RUN frames per struct pass (fewer tuples), then the rest one by one
         whole = n - n % _MIN_RUN
         rows = chain(
@@ -686,55 +694,47 @@ def _take_run(
     return off + n * stride, n
 
 
-def _alike(mv: memoryview, off: int, k: int, *, stride: int, snap: int) -> int:
-    """Count the frames from ``off`` (at most ``k``) laid out like the first.
+def _alike(mm: mmap.mmap, off: int, k: int, stride: int) -> int:
+    """Count the frames from ``off`` (at most ``k``, ``stride`` bytes apart) laid out alike.
 
-    ``stride`` and ``snap`` are the first frame's ``tp_next_offset`` and ``tp_snaplen``.
+    Alike: each byte of ``tp_next_offset``, ``tp_snaplen``, ``tp_mac`` and ``tp_net`` as in
+    the first frame, and no VLAN bit in ``tp_status``. Each byte is a column of the ring
+    (``mm[start:stop:stride]``, a C loop, far cheaper than a strided memoryview), and the
+    frames before the first that differs are those ``lstrip`` strips.
     """
-    q = stride // 4
-    with mv[off : off + k * stride] as region, region.cast("I") as words:
-        n = _first_diff(words[0::q].tobytes(), _U32.pack(stride) * k, 4)
-        if n:
-            n = min(n, _first_diff(words[3::q].tobytes()[: 4 * n], _U32.pack(snap) * n, 4))
-        if n:
-            macs = words[6::q].tobytes()[: 4 * n]  # tp_mac and tp_net
-            n = min(n, _first_diff(macs, macs[:4] * n, 4))
-        if n:
-            # the low byte of tp_status, reduced to its VLAN bit
-            vlan = region[20 : 20 + n * stride : stride].tobytes().translate(_VLAN_BIT)
-            n = min(n, _first_diff(vlan, bytes(n), 1))
-    return n
+    n = k
+    first = mm[off : off + _ALIKE_SPAN]
+    for pos in _ALIKE_BYTES:
+        column = mm[off + pos : off + n * stride : stride]
+        byte = first[pos : pos + 1]
+        if column != byte * n:  # memcmp; lstrip (slower) only to find where
+            n -= len(column.lstrip(byte))
+            if not n:
+                return 0
+    # the low byte of tp_status, reduced to its VLAN bit
+    vlan = mm[off + 20 : off + n * stride : stride].translate(_VLAN_BIT)
+    return n - len(vlan.lstrip(b"\0")) if vlan != bytes(n) else n
 
 
-def _to_microseconds(column: memoryview) -> None:
-    """Divide each 32-bit nanosecond count of ``column`` by 1000 (truncating), in place.
+def _to_microseconds(buf: mmap.mmap | bytearray, start: int, count: int, step: int) -> None:
+    """Divide ``count`` 32-bit little-endian nanosecond counts by 1000 (truncating), in place.
 
-    No Python step per value: the values go into 64-bit lanes of one big integer, which is
+    They are at ``start``, ``start + step``, ... of ``buf``. No Python step per value: their
+    bytes go into 64-bit lanes of one big integer (byte columns, C loops), which is
     multiplied by ceil(2**40 / 1000) and shifted right by 40 bits. A product stays below
     2**60 (values are under 10**9), so lanes do not overlap, and for such values
-    ``v * _USEC_MUL >> 40 == v // 1000`` exactly; the mask drops what the shift brought
-    down from the next lane (the quotients need 20 bits).
+    ``v * _USEC_MUL >> 40 == v // 1000`` exactly. The quotients need 20 bits: a lane's low
+    three bytes after the shift are its quotient (what the shift brought down from the
+    next lane lands at bit 24 and up), and the fourth byte is 0.
     """
-    n = len(column)
-    lanes = bytearray(8 * n)
-    with memoryview(lanes) as view, view.cast("I") as low:
-        low[0::2] = column
-    wide = int.from_bytes(lanes, "little") * _USEC_MUL >> 40
-    wide &= int.from_bytes(_USEC_LANE * n, "little")
-    with memoryview(wide.to_bytes(8 * n, "little")) as view, view.cast("I") as low:
-        column[:] = low[0::2]
-
-
-def _first_diff(got: bytes, want: bytes, size: int) -> int:
-    """Index of the first ``size``-byte item where ``got`` and ``want`` differ, else the count.
-
-    Both are read as little-endian integers: the lowest set bit of their XOR is in the
-    first byte that differs (C-level work, no Python step per item).
-    """
-    if got == want:
-        return len(got) // size
-    diff = int.from_bytes(got, "little") ^ int.from_bytes(want, "little")
-    return ((diff & -diff).bit_length() - 1) // (8 * size)
+    stop = start + count * step
+    lanes = bytearray(8 * count)
+    for j in range(4):
+        lanes[j::8] = buf[start + j : stop : step]
+    wide = (int.from_bytes(lanes, "little") * _USEC_MUL >> 40).to_bytes(8 * count, "little")
+    for j in range(3):
+        buf[start + j : stop : step] = wide[j::8]
+    buf[start + 3 : stop : step] = bytes(count)
 
 
 @functools.lru_cache(maxsize=64)

@@ -154,15 +154,30 @@ def traffic(draw: st.DrawFn) -> list[Frame]:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.integers(0, 10**9 - 1), max_size=300), st.integers(1, 5))
-def test_nanoseconds_to_microseconds_in_place(values: list[int], every: int) -> None:
-    column = array("I", [4242] * (every * len(values)))
-    column[::every] = array("I", values)
-    with memoryview(column) as view, view[::every] as nsecs:
-        afpacket._to_microseconds(nsecs)
-    assert list(column[::every]) == [v // 1000 for v in values]
-    for k in range(1, every):  # the values between are left alone
-        assert set(column[k::every]) <= {4242}
+@given(
+    st.lists(st.integers(0, 10**9 - 1), max_size=300),
+    st.integers(1, 5),
+    st.sampled_from([0, 4, 8]),
+    st.booleans(),
+)
+def test_nanoseconds_to_microseconds_in_place(
+    values: list[int], every: int, start: int, in_mmap: bool
+) -> None:
+    # 32-bit words, a value in every `every`-th from byte `start` on; the rest are filler.
+    column = array("I", [0xFFFFFFFF] * (2 + every * len(values)))
+    touched = [start // 4 + every * i for i in range(len(values))]
+    for i, value in zip(touched, values, strict=True):
+        column[i] = value
+    buf: mmap.mmap | bytearray = bytearray(column.tobytes())
+    if in_mmap:  # as in the ring
+        raw = bytes(buf)
+        buf = mmap.mmap(-1, len(raw))
+        buf[:] = raw
+    afpacket._to_microseconds(buf, start, len(values), 4 * every)
+    after = array("I", bytes(buf))
+    assert [after[i] for i in touched] == [v // 1000 for v in values]
+    # the words between are left alone
+    assert all(after[i] == 0xFFFFFFFF for i in set(range(len(after))) - set(touched))
 
 
 @settings(max_examples=150, deadline=None)
