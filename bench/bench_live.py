@@ -22,7 +22,11 @@ CPU per captured packet (``cap us/pkt``) is the capturing process's user + syste
 the packets in its files, start-up included: at moderate rates start-up is a large part of it
 (``packetcapture run`` imports, parses and opens files before its first packet). With
 ``--idle`` each tool also runs once per repeat with no traffic for as long as a round lasts;
-``net us/pkt`` is (CPU - median idle CPU) / packets: the cost of the packets themselves. The
+``net us/pkt`` is (CPU - median idle CPU) / packets: the cost of the packets themselves.
+``steady`` needs no idle run: the process's CPU time (every thread's ``schedstat``, exact to
+the nanosecond) from just before the traffic starts to just before the tool is stopped
+(after its last ring block retired), over the packets: the per-packet cost with neither
+start-up nor exit in it, and none of the idle runs' noise. The
 package's bytecode is compiled first (as an installed package has it), and the processes
 run without ``PYTHONDONTWRITEBYTECODE``.
 
@@ -570,6 +574,18 @@ class Captured:
     tool_received: int | None
     tool_dropped: int | None
     cpu: float
+    steady_cpu: float | None = None  # CPU from just before the traffic to just before stop
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """The CPU time of process ``pid`` so far (every thread's, exact: schedstat's ns)."""
+    total = 0
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            total += int((task / "schedstat").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return total / 1e9
 
 
 class Capture:
@@ -580,6 +596,7 @@ class Capture:
     ) -> None:
         self.tool, self.pair, self.dir, self.pin = tool, pair, workdir, pin
         self.proc: subprocess.Popen[str] | None = None
+        self.cpu_before: float | None = None  # mark_traffic(): CPU when the traffic starts
         # "before": python -m packetcapture from that checkout (its directory comes first
         # on sys.path), everything else from this one
         self.tree = before if tool == "before" and before is not None else REPO
@@ -677,6 +694,19 @@ class Capture:
         (self.dir / "capture.yaml").write_text(json.dumps(capture))  # JSON is YAML
         (self.dir / "endpoints.yaml").write_text(json.dumps(endpoint))
 
+    def mark_traffic(self) -> None:
+        """Note the capturer's CPU time now, as the traffic starts (for ``steady_cpu``)."""
+        assert self.proc is not None
+        # ip netns exec and taskset exec the tool: the process we started is the tool
+        self.cpu_before = cpu_seconds(self.proc.pid)
+
+    def _steady(self) -> float | None:
+        assert self.proc is not None
+        now = cpu_seconds(self.proc.pid)
+        if now is None or self.cpu_before is None:
+            return None
+        return now - self.cpu_before
+
     def kill(self) -> None:
         """Kill the capturer if it still runs (a no-op after a clean stop())."""
         if self.proc is not None and self.proc.poll() is None:
@@ -689,6 +719,7 @@ class Capture:
         received = dropped = None
         if self.tool == "tcpdump":
             time.sleep(1.2)  # libpcap's ring blocks retire after tcpdump's 1 s timeout
+            steady = self._steady()
             proc.send_signal(signal.SIGINT)
             assert proc.stderr is not None
             err = proc.stderr.read()
@@ -699,6 +730,8 @@ class Capture:
             dropped = int(m2.group(1)) if m2 else None
         elif self.tool in ("ours", "batch"):
             assert proc.stdin is not None and proc.stdout is not None
+            time.sleep(0.2)  # the last ring block retires (0.1 s timeout)
+            steady = self._steady()
             proc.stdin.write("stop\n")
             proc.stdin.close()
             report = json.loads(proc.stdout.read())
@@ -706,6 +739,7 @@ class Capture:
             received, dropped = report["received"], report["dropped"]
         else:
             time.sleep(0.5)  # ring block timeout (0.1 s) + the agent's loop
+            steady = self._steady()
             proc.send_signal(signal.SIGINT)
             assert proc.stderr is not None
             err = proc.stderr.read()
@@ -716,7 +750,7 @@ class Capture:
             received, dropped = int(m.group(1)), int(m.group(2))
         if proc.returncode != 0:
             raise RuntimeError(f"{self.tool} exited with {proc.returncode}")
-        return Captured(count_files(self.dir), received, dropped, cpu)
+        return Captured(count_files(self.dir), received, dropped, cpu, steady)
 
 
 def count_files(directory: Path) -> int:
@@ -743,6 +777,7 @@ class Row:
     snd_cpu: list[float] = field(default_factory=list)
     busy: list[str] = field(default_factory=list)
     idle_cpu: list[float] = field(default_factory=list)  # --idle: the same run, no traffic
+    steady_cpu: list[float] = field(default_factory=list)  # traffic start to stop (no start-up)
 
     def cpu_list(self) -> list[float]:
         """CPU per captured packet of each repeat, start-up included (us)."""
@@ -756,6 +791,15 @@ class Row:
         return [
             (c - idle) / max(n, 1) * 1e6 for c, n in zip(self.cap_cpu, self.in_file, strict=True)
         ]
+
+    def steady_list(self) -> list[float]:
+        """CPU per packet of each repeat while the traffic ran (no start-up, no exit)."""
+        return [c / max(n, 1) * 1e6 for c, n in zip(self.steady_cpu, self.in_file, strict=False)]
+
+    def steady_us(self) -> float | None:
+        """Median CPU per captured packet while the traffic ran, or None (no /proc)."""
+        steady = self.steady_list()
+        return statistics.median(steady) if len(steady) == len(self.in_file) else None
 
     def cpu_us(self) -> float:
         """Median CPU per captured packet, start-up included (us)."""
@@ -791,6 +835,7 @@ def one_round(rate: int | str, cap: Capture, senders: Senders, seconds: float, r
     try:
         cap.start()
         before, cpu0 = veth_counters(cap.pair), cpu_times()
+        cap.mark_traffic()
         sent = senders.send(rate, count)
         cpu1 = cpu_times()
         after = veth_counters(cap.pair)
@@ -808,6 +853,8 @@ def one_round(rate: int | str, cap: Capture, senders: Senders, seconds: float, r
         after["rx_dropped"] - before["rx_dropped"] + after["tx_dropped"] - before["tx_dropped"]
     )
     row.cap_cpu.append(got.cpu)
+    if got.steady_cpu is not None:
+        row.steady_cpu.append(got.steady_cpu)
     row.snd_cpu.append(sent.cpu / sent.seconds)
     row.busy.append(busy_percent(cpu0, cpu1))
 
@@ -822,19 +869,22 @@ def print_table(rows: list[Row], repeat: int) -> None:
     print(
         f"\n{'rate':>5} {'sender':>9} {'tool':>7} {'sent':>8} {'arrived':>8} {'achieved':>9} "
         f"{'in file':>8} {'lost':>7} {'tool drop':>9} {'veth drop':>9} {'cap us/pkt':>10} "
-        f"{'net us/pkt':>10} {'snd cpu':>7} {'busy % cpu0/1':>13}"
+        f"{'net us/pkt':>10} {'steady':>6} {'snd cpu':>7} {'busy % cpu0/1':>13}"
     )
     for r in rows:
         drops = [d for d in r.tool_dropped if d is not None]
         cpu_us = r.cpu_us()
         net = r.net_us()
         net_text = "-" if net is None else f"{net:.2f}"
+        steady = r.steady_us()
+        steady_text = "-" if steady is None else f"{steady:.2f}"
         print(
             f"{label(r.rate):>5} {r.sender:>9} {r.tool:>7} {med(r.sent):8.0f} "
             f"{med(r.arrived):8.0f} "
             f"{med(r.achieved):9,.0f} {med(r.in_file):8.0f} {max(r.lost):7} "
             f"{max(drops) if drops else '-':>9} {max(r.veth_dropped):9} {cpu_us:10.2f} "
-            f"{net_text:>10} {100 * med(r.snd_cpu):6.0f}% {r.busy[len(r.busy) // 2]:>13}"
+            f"{net_text:>10} {steady_text:>6} {100 * med(r.snd_cpu):6.0f}% "
+            f"{r.busy[len(r.busy) // 2]:>13}"
         )
     if repeat > 1:
         print(f"(medians of {repeat} repeats; lost, drops: the worst repeat)")
@@ -859,6 +909,13 @@ def print_table(rows: list[Row], repeat: int) -> None:
                 peer and peer.net_us(),
                 before and before.net_us(),
                 zip(r.net_list(), before.net_list() if before else [], strict=False),
+            ),
+            (
+                "steady, while the traffic ran",
+                r.steady_us(),
+                peer and peer.steady_us(),
+                before and before.steady_us(),
+                zip(r.steady_list(), before.steady_list() if before else [], strict=False),
             ),
         ):
             if mine is None:
@@ -1026,7 +1083,8 @@ def main() -> int:
         "file; tool drop: the tool's kernel drop counter; veth drop: frames the veth itself "
         "dropped (never reached the capture point); cap us/pkt: the capturing process's "
         "user+sys CPU per captured packet (start-up included); net us/pkt (--idle): the same "
-        "less the CPU of a run without traffic; snd cpu: the sender's CPU "
+        "less the CPU of a run without traffic; steady: CPU per packet from the traffic's start "
+        "to the tool's stop (no start-up, no exit); snd cpu: the sender's CPU "
         "share while sending (its kernel work, including delivery into the capture ring, "
         "shows up here or in ksoftirqd); busy: each CPU's busy share while sending"
     )
