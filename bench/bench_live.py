@@ -691,8 +691,11 @@ class Capture:
                 "interfaceName": self.pair.dev_a,
             },
         }
-        (self.dir / "capture.yaml").write_text(json.dumps(capture))  # JSON is YAML
-        (self.dir / "endpoints.yaml").write_text(json.dumps(endpoint))
+        # YAML, as users write them (examples/): JSON input would make `run` import json
+        import yaml
+
+        (self.dir / "capture.yaml").write_text(yaml.safe_dump(capture, sort_keys=False))
+        (self.dir / "endpoints.yaml").write_text(yaml.safe_dump(endpoint, sort_keys=False))
 
     def mark_traffic(self) -> None:
         """Note the capturer's CPU time now, as the traffic starts (for ``steady_cpu``)."""
