@@ -53,9 +53,10 @@ none with ICMP port-unreachable.
 Usage (root): python bench/bench_live.py [--rates 50k,100k,...,top,max] [--seconds S]
     [--repeat N] [--tools tcpdump,ours,batch,cli] [--sender auto|tcpreplay|c|python] [--pin]
     [--before DIR] [--idle]
-Issue 12's figure (CPU per packet of ``run --live`` at a fixed offered rate, before and after):
-    python bench/bench_live.py --tools tcpdump,cli --rates 100k --seconds 3 --repeat 5 \
-        --idle --before /tmp/before
+Issue 12's figure (CPU per packet of ``run --live`` at a fixed offered rate, against the code
+of when the issue was filed, ``git worktree add /tmp/orig ad9156c``):
+    python bench/bench_live.py --tools tcpdump,cli --rates 100k --seconds 3 --repeat 7 \
+        --idle --before /tmp/orig
 Not a test: prints a table, no timed asserts. About 2-3 minutes with the defaults.
 """
 
