@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from packetcapture.cli import COMMAND_MODULES
-from tests.conftest import readme_run
+from tests.conftest import readme_run, require_root
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 # The subcommand modules (built only when a parser needs them).
@@ -300,13 +300,10 @@ print("ok")
     assert done.stdout == "ok\n"
 
 
-@pytest.mark.skipif(
-    not hasattr(__import__("os"), "geteuid") or __import__("os").geteuid() != 0,
-    reason="needs root: opens an AF_PACKET socket on lo (CI runs as root)",
-)
 def test_a_live_capture_attaches_its_filter_without_ctypes() -> None:
     # The filter's address comes from array, which socket imports anyway: ctypes would
-    # cost every live run 3 ms of start-up.
+    # cost every live run 3 ms of start-up. (An AF_PACKET socket on lo: root only.)
+    require_root()
     code = """
 from packetcapture.backends.afpacket import AfPacketBackend
 from packetcapture.bpf import compile_filters
