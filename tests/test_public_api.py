@@ -31,3 +31,16 @@ def test_errors_hierarchy() -> None:
     assert issubclass(packetcapture.ValidationError, ValueError)
     assert issubclass(packetcapture.SelectorSyntaxError, ValueError)
     assert issubclass(packetcapture.BackendUnavailableError, packetcapture.BackendError)
+
+
+def test_bpf_lazy_names_cover_their_modules() -> None:
+    # packetcapture.bpf lists the names of its lazily loaded modules itself (reading their
+    # __all__ would load them): each of their exports must resolve to the module's own.
+    import packetcapture.bpf as bpf
+    from packetcapture.bpf import _attach, _disasm, _typed
+
+    for module in (_typed, _attach):
+        for name in module.__all__:
+            assert name in bpf.__all__, name
+            assert getattr(bpf, name) is getattr(module, name), name
+    assert bpf.disassemble is _disasm.disassemble

@@ -283,6 +283,9 @@ prog = compile_filters([PacketCaptureRule("TCP", [80])])
 assert prog.run(bytes(64)) == 0
 lazy = ("_codegen", "_disasm", "_attach", "_typed")
 assert not [m for m in lazy if "packetcapture.bpf." + m in sys.modules]
+# Generated code and the text form work on raw opcodes: no typed instruction classes.
+prog.executor(), prog.disassemble()
+assert "packetcapture.bpf._typed" not in sys.modules
 # The lazily loaded parts are there on first use, the package's names as before.
 import packetcapture.bpf as bpf
 from packetcapture.bpf._attach import attach

@@ -32,7 +32,6 @@ from typing import NamedTuple
 
 from packetcapture.bpf import _insn as op
 from packetcapture.bpf._insn import Instruction
-from packetcapture.bpf._typed import ALUOp
 
 __all__ = ["Scanner", "generate_scanner_source", "generate_source", "make_executor", "make_scanner"]
 
@@ -367,38 +366,40 @@ class _Gen:
         ba, bx = path.ba, path.bx
         if code == op.ALU | 0x80:
             return ["a = -a & 0xFFFFFFFF"], path._replace(ba=_M32)
-        o = ALUOp(code & 0xF0)
+        o = code & 0xF0
+        if o not in op.ALU_OPS:
+            raise ValueError(f"bad opcode {code:#x}")
         use_x = bool(code & op.X)
         if use_x and path.cx is not None:
             # A known X is a constant operand (as if the instruction used K)...
             use_x, k = False, path.cx
-            if o in (ALUOp.DIV, ALUOp.MOD) and not k:
+            if o in (op.DIV, op.MOD) and not k:
                 return self.ret("0"), path  # ...division by X = 0 drops the packet
-            if o in (ALUOp.LSH, ALUOp.RSH) and k >= 32:
+            if o in (op.LSH, op.RSH) and k >= 32:
                 return ["a = 0"], path._replace(ba=0)  # ...and a shift by X >= 32 gives 0
         v, bv = ("x", bx) if use_x else (str(k), k)
         pre: list[str] = []
-        if o in (ALUOp.DIV, ALUOp.MOD) and use_x:
+        if o in (op.DIV, op.MOD) and use_x:
             pre = ["if x == 0:", *("    " + s for s in self.ret("0"))]
-        if o == ALUOp.ADD:
+        if o == op.ADD:
             bound = ba + bv
             expr = f"a + {v}"
-        elif o == ALUOp.SUB:
+        elif o == op.SUB:
             bound, expr = _M32 + 1, f"a - {v}"
-        elif o == ALUOp.MUL:
+        elif o == op.MUL:
             bound, expr = ba * bv, f"a * {v}"
-        elif o == ALUOp.DIV:
+        elif o == op.DIV:
             return [*pre, f"a = a // {v}"], path
-        elif o == ALUOp.MOD:
+        elif o == op.MOD:
             return [*pre, f"a = a % {v}"], path._replace(ba=min(ba, max(bv - 1, 0)))
-        elif o == ALUOp.AND:
+        elif o == op.AND:
             expr = "a & x" if use_x else self.masked("a", k, ba)
             return [f"a = {expr}"], path._replace(ba=min(ba, bv))
-        elif o == ALUOp.OR:
+        elif o == op.OR:
             return [f"a = a | {v}"], path._replace(ba=(1 << max(ba, bv).bit_length()) - 1)
-        elif o == ALUOp.XOR:
+        elif o == op.XOR:
             return [f"a = a ^ {v}"], path._replace(ba=(1 << max(ba, bv).bit_length()) - 1)
-        elif o == ALUOp.RSH:
+        elif o == op.RSH:
             if use_x:
                 return ["a = a >> x if x < 32 else 0"], path
             return [f"a = a >> {k}"], path._replace(ba=ba >> k)

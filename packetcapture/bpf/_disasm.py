@@ -6,21 +6,20 @@ from collections.abc import Sequence
 
 from packetcapture.bpf import _insn as op
 from packetcapture.bpf._insn import Instruction
-from packetcapture.bpf._typed import ALUOp
 
 __all__ = ["disassemble", "image"]
 
 _ALU_NAMES = {
-    ALUOp.ADD: "add",
-    ALUOp.SUB: "sub",
-    ALUOp.MUL: "mul",
-    ALUOp.DIV: "div",
-    ALUOp.MOD: "mod",
-    ALUOp.AND: "and",
-    ALUOp.OR: "or",
-    ALUOp.XOR: "xor",
-    ALUOp.LSH: "lsh",
-    ALUOp.RSH: "rsh",
+    op.ADD: "add",
+    op.SUB: "sub",
+    op.MUL: "mul",
+    op.DIV: "div",
+    op.MOD: "mod",
+    op.AND: "and",
+    op.OR: "or",
+    op.XOR: "xor",
+    op.LSH: "lsh",
+    op.RSH: "rsh",
 }
 _JMP_NAMES = {op.JEQ: "jeq", op.JGT: "jgt", op.JGE: "jge", op.JSET: "jset"}
 _SZ = {op.W: "", op.H: "h", op.B: "b"}
@@ -71,10 +70,10 @@ def _operand(ins: Instruction) -> tuple[str, str]:
         o = code & 0xF0
         if o in _ALU_NAMES and code & ~0xF8 == op.ALU:
             if code & op.X:
-                return _ALU_NAMES[ALUOp(o)], "x"
+                return _ALU_NAMES[o], "x"
             # Like libpcap: bit operations in hex, arithmetic in decimal.
-            hexa = o in (ALUOp.AND, ALUOp.OR, ALUOp.XOR)
-            return _ALU_NAMES[ALUOp(o)], f"#0x{k:x}" if hexa else f"#{k}"
+            hexa = o in (op.AND, op.OR, op.XOR)
+            return _ALU_NAMES[o], f"#0x{k:x}" if hexa else f"#{k}"
     elif code == op.MISC | op.MISC_TAX:
         return "tax", ""
     elif code == op.MISC | op.MISC_TXA:

@@ -13,7 +13,10 @@ import enum
 from packetcapture._frozen import Frozen, set_field
 from packetcapture.bpf._insn import (
     ABS,
+    ADD,
     ALU,
+    AND,
+    DIV,
     IMM,
     IND,
     JA,
@@ -25,15 +28,22 @@ from packetcapture.bpf._insn import (
     LD,
     LDX,
     LEN,
+    LSH,
     MEM,
     MISC,
     MISC_TAX,
     MISC_TXA,
+    MOD,
     MSH,
+    MUL,
+    OR,
     RA,
     RET,
+    RSH,
     ST,
     STX,
+    SUB,
+    XOR,
     B,
     H,
     Instruction,
@@ -81,16 +91,16 @@ class Register(enum.Enum):
 class ALUOp(enum.IntEnum):
     """Arithmetic operations (the ``BPF_OP`` bits of an ALU instruction)."""
 
-    ADD = 0x00
-    SUB = 0x10
-    MUL = 0x20
-    DIV = 0x30
-    OR = 0x40
-    AND = 0x50
-    LSH = 0x60
-    RSH = 0x70
-    MOD = 0x90
-    XOR = 0xA0
+    ADD = ADD
+    SUB = SUB
+    MUL = MUL
+    DIV = DIV
+    OR = OR
+    AND = AND
+    LSH = LSH
+    RSH = RSH
+    MOD = MOD
+    XOR = XOR
 
 
 class JumpTest(enum.IntEnum):
